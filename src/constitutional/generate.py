@@ -1,0 +1,62 @@
+"""Batched, resumable generation over a prompt file: the simplest stage.
+
+    cai generate --model smollm2 --prompts prompts.jsonl --out runs/gen
+
+Writes ``generate.jsonl``: one record per prompt with its ``n`` responses. Killed at
+any point, the same command resumes from the last batch written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .backends.base import Backend, GenerationRequest, Sampling
+from .hashing import content_hash
+from .progress import progress
+from .prompts import Prompt
+from .records import RunStore, provenance
+
+STAGE = "generate"
+
+
+def generate(backend: Backend, prompts: list[Prompt], out: str | Path, sampling: Sampling,
+             batch_size: int = 32, overwrite: bool = False,
+             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Generate for every prompt not yet in ``out``; return the stage manifest."""
+    stage = RunStore(out).stage(STAGE)
+    settings = {"model": backend.spec, "sampling": sampling.model_dump(mode="json")}
+    stage.start(fingerprint=settings,
+                provenance=provenance(model=backend.spec, config={**settings, **(extra or {})}),
+                overwrite=overwrite)
+
+    def record_id(p: Prompt) -> str:
+        return content_hash([p.id, settings])
+
+    todo = [p for p in prompts if record_id(p) not in stage.ids()]
+    tokens = 0
+    with progress("generate", total=len(prompts), done=len(prompts) - len(todo)) as advance:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            # Each prompt's seed is derived from the run seed and the prompt, not its position.
+            requests = [GenerationRequest(messages=p.messages, sampling=sampling.model_copy(
+                update={"seed": int(content_hash([sampling.seed, p.id]), 16) % 2**31}))
+                for p in batch]
+            results = backend.generate(requests)
+            rows = []
+            for p, g in zip(batch, results):
+                tokens += sum(g.tokens)
+                rows.append({
+                    "id": record_id(p),
+                    "prompt_id": p.id,
+                    "messages": [m.model_dump() for m in p.messages],
+                    "category": p.category,
+                    "responses": g.texts,
+                    "tokens": g.tokens,
+                    "finish_reasons": g.finish_reasons,
+                    "warnings": g.warnings,
+                    "model": backend.spec,
+                })
+            stage.append(rows)
+            advance(len(batch))
+    return stage.finish(new_tokens=tokens)

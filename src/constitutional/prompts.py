@@ -1,0 +1,121 @@
+"""Prompt files: JSONL or CSV, one prompt a row, with a configurable text column.
+
+    load_prompts("../shared/data/advbench/harmful_behaviors.csv", column="goal")
+    load_prompts("mine.jsonl")  # rows with "prompt" (or "text", "goal", "messages")
+
+A row may also carry a ``category`` (harm category) and, in JSONL, ``messages``: a whole
+multi-turn conversation ending on a user turn. Bad rows fail with the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .backends.base import Message
+from .errors import CaiError
+from .hashing import content_hash
+
+TEXT_COLUMNS = ("prompt", "text", "goal", "question", "instruction")
+
+
+class Prompt(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    messages: tuple[Message, ...]
+    category: str | None = None
+    source: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.messages[-1].content
+
+
+def make_prompt(messages: tuple[Message, ...], category: str | None = None,
+                source: str = "") -> Prompt:
+    pid = content_hash([m.model_dump() for m in messages])
+    return Prompt(id=pid, messages=messages, category=category, source=source)
+
+
+def packaged(name: str) -> Path:
+    return Path(str(resources.files("constitutional") / "data" / name))
+
+
+def load_prompts(path: str | Path, column: str | None = None,
+                 category_column: str = "category", limit: int | None = None) -> list[Prompt]:
+    """Read prompts, dropping exact duplicates (same conversation) but keeping order."""
+    path = Path(path)
+    if not path.is_file():
+        raise CaiError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise CaiError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
+    if path.suffix.lower() in (".csv", ".tsv"):
+        rows = _csv_rows(path, text)
+    else:
+        rows = _jsonl_rows(path, text)
+    prompts: dict[str, Prompt] = {}
+    for line, row in rows:
+        prompt = _to_prompt(path, line, row, column, category_column)
+        prompts.setdefault(prompt.id, prompt)
+        if limit is not None and len(prompts) >= limit:
+            break
+    if not prompts:
+        raise CaiError(f"{path}: no prompts found")
+    return list(prompts.values())
+
+
+def _csv_rows(path: Path, text: str):
+    dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as e:
+        raise CaiError(f"{path}:{reader.line_num}: bad CSV ({e})") from None
+
+
+def _jsonl_rows(path: Path, text: str):
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CaiError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if isinstance(row, str):
+            row = {"prompt": row}
+        if not isinstance(row, dict):
+            raise CaiError(f"{path}:{n}: expected a JSON object or string")
+        yield n, row
+
+
+def _to_prompt(path: Path, line: int, row: dict[str, Any], column: str | None,
+               category_column: str) -> Prompt:
+    category = row.get(category_column) or None
+    if column is None and "messages" in row:
+        try:
+            messages = tuple(Message.model_validate(m) for m in row["messages"])
+        except Exception:
+            raise CaiError(f"{path}:{line}: field 'messages': expected a list of "
+                           "{role, content} objects") from None
+        if not messages or messages[-1].role != "user":
+            raise CaiError(f"{path}:{line}: field 'messages': must end with a user turn")
+        return make_prompt(messages, category, str(path))
+    name = column or next((c for c in TEXT_COLUMNS if c in row), None)
+    if name is None or name not in row:
+        have = ", ".join(map(str, row.keys()))
+        want = repr(column) if column else f"one of {', '.join(TEXT_COLUMNS)}"
+        raise CaiError(f"{path}:{line}: no column {want} (columns: {have}); use --column")
+    value = row[name]
+    if not isinstance(value, str) or not value.strip():
+        raise CaiError(f"{path}:{line}: field {name!r}: empty or not text")
+    return make_prompt((Message(role="user", content=value.strip()),), category, str(path))
