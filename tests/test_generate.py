@@ -1,0 +1,70 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from constitutional.backends import Sampling
+from constitutional.backends.scripted import ScriptedBackend
+from constitutional.generate import generate
+from constitutional.prompts import load_prompts
+
+from .conftest import SHARED, cai
+
+ADVBENCH = SHARED / "data" / "advbench" / "harmful_behaviors.csv"
+
+
+def read(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def test_generate_batches_and_resumes_on_scripted(tmp_path):
+    prompts = load_prompts(ADVBENCH, column="goal", limit=10)
+    backend = ScriptedBackend()
+    generate(backend, prompts[:6], tmp_path, Sampling(n=2), batch_size=4)
+    assert [len(reqs) for _, reqs in backend.calls] == [4, 2]
+    m = generate(backend, prompts, tmp_path, Sampling(n=2), batch_size=4)
+    assert [len(reqs) for _, reqs in backend.calls] == [4, 2, 4]  # only the 4 new ones
+    rows = read(tmp_path / "generate.jsonl")
+    assert len(rows) == 10 == m["records"] and len({r["id"] for r in rows}) == 10
+    assert all(len(r["responses"]) == 2 for r in rows)
+
+
+def test_cli_generate_survives_sigkill_with_the_real_model(tmp_path):
+    """64 AdvBench prompts; SIGKILL once some batches are on disk; rerun; exactly 64."""
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "constitutional", "generate", "--model", "smollm2",
+            "--prompts", str(ADVBENCH), "--column", "goal", "--limit", "64", "--out", str(out),
+            "--batch-size", "8", "--max-new-tokens", "24"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = out / "generate.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if records.exists() and len(records.read_bytes().splitlines()) >= 16:
+            break
+        assert proc.poll() is None, "generate ended before it could be killed"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(records.read_bytes().splitlines())
+    assert 16 <= partial < 64
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = read(records)
+    assert len(rows) == 64 and len({r["id"] for r in rows}) == 64
+    assert all(r["responses"][0].strip() for r in rows)
+    manifest = json.loads((out / "generate.manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["records"] == 64
+    assert manifest["provenance"]["model"] == "smollm2"
+
+
+def test_cli_bad_prompt_file_is_one_line(tmp_path):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{oops\n')
+    proc = cai("generate", "--model", "scripted", "--prompts", bad, "--out", tmp_path / "o")
+    assert proc.returncode == 2 and ":2: not valid JSON" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = cai("generate", "--model", "nope", "--prompts", ADVBENCH, "--column", "goal",
+               "--out", tmp_path / "o", "--limit", "1")
+    assert proc.returncode == 2 and "unknown spec" in proc.stderr

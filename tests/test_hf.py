@@ -1,0 +1,77 @@
+"""The hf backend on the real packaged model (SmolLM2-135M-Instruct)."""
+
+import math
+
+import torch
+
+from constitutional.backends import ChoiceRequest, GenerationRequest, Sampling, chat, load_backend
+from constitutional.backends.hf import smollm2_dir
+
+QUESTIONS = ["What is the capital of France?", "Name a colour of the sky.",
+             "Write one sentence about cats and dogs living together in a small flat."]
+
+
+def test_generate_batched_sampling_is_seeded(smollm2):
+    s = Sampling(max_new_tokens=12, temperature=0.9, n=2, seed=7)
+    reqs = [GenerationRequest(messages=chat(q), sampling=s) for q in QUESTIONS]
+    a = smollm2.generate(reqs)
+    b = smollm2.generate(reqs)
+    assert [g.texts for g in a] == [g.texts for g in b]
+    for g in a:
+        assert len(g.texts) == 2 and all(1 <= t <= 12 for t in g.tokens)
+        assert set(g.finish_reasons) <= {"stop", "length"}
+        assert g.prompt_tokens > 0
+    c = smollm2.generate([r.model_copy(update={"sampling": s.model_copy(update={"seed": 8})})
+                          for r in reqs])
+    assert [g.texts for g in c] != [g.texts for g in a]
+
+
+def test_greedy_answers_and_stop_strings(smollm2):
+    g = smollm2.generate([GenerationRequest(messages=chat(QUESTIONS[0]),
+                                            sampling=Sampling(max_new_tokens=20, temperature=0))])
+    assert "Paris" in g[0].texts[0]
+    g = smollm2.generate([GenerationRequest(
+        messages=chat(QUESTIONS[0]), sampling=Sampling(max_new_tokens=20, temperature=0,
+                                                       stop=("Paris",)))])
+    assert "Paris" not in g[0].texts[0] and g[0].finish_reasons == ["stop"]
+
+
+def test_score_matches_a_plain_forward_pass(smollm2):
+    req = ChoiceRequest(messages=chat("Is the sky blue? Answer (A) yes or (B) no."),
+                        prefix="The answer is:", options=(" (A)", " (B)"))
+    other = ChoiceRequest(prefix="The capital of France is", options=(" Paris", " a big city"))
+    batched = smollm2.score([req, other])
+    alone = smollm2.score([req])
+    # A hand-computed log-probability from one unpadded forward pass.
+    tok, model = smollm2.tokenizer, smollm2.model
+    ctx = tok(smollm2.render(req.messages, req.prefix), add_special_tokens=False)["input_ids"]
+    cont = tok(" (A)", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([ctx + cont])).logits[0]
+    lp = torch.log_softmax(logits, -1)
+    manual = sum(float(lp[len(ctx) - 1 + j, t]) for j, t in enumerate(cont))
+    assert math.isclose(batched[0][" (A)"], manual, abs_tol=1e-3)
+    assert math.isclose(alone[0][" (B)"], batched[0][" (B)"], abs_tol=1e-3)
+    assert batched[1][" Paris"] > batched[1][" a big city"]
+    pa = math.exp(batched[0][" (A)"])
+    pb = math.exp(batched[0][" (B)"])
+    assert math.isclose(pa / (pa + pb) + pb / (pa + pb), 1.0)
+
+
+def test_long_prompt_is_truncated_with_a_warning(smollm2):
+    old = smollm2.max_context
+    smollm2.max_context = 64
+    try:
+        g = smollm2.generate([GenerationRequest(messages=chat("word " * 200),
+                                                sampling=Sampling(max_new_tokens=4))])
+    finally:
+        smollm2.max_context = old
+    assert g[0].prompt_tokens == 60 and "truncated" in g[0].warnings[0]
+
+
+def test_converted_directory_loads_as_hf_spec():
+    path = smollm2_dir()
+    assert (path / "config.json").exists()
+    b = load_backend(f"hf:{path}")
+    assert b.spec == f"hf:{path}"
+    assert not hasattr(b.model.config, "quantization_config")
