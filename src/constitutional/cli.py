@@ -26,6 +26,9 @@ app = typer.Typer(
 constitution_app = typer.Typer(help="Validate, show, hash and diff constitution files.",
                                no_args_is_help=True)
 app.add_typer(constitution_app, name="constitution")
+train_app = typer.Typer(help="Train with TRL: sft (and, as they land, pm, rl, dpo).",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 out = Console()
 
@@ -144,6 +147,125 @@ def generate(
                    batch_size=batch_size, overwrite=overwrite,
                    extra={"prompts": str(prompts), "column": column, "limit": limit})
     out.print(f"{manifest['records']} records in {out_dir / 'generate.jsonl'}")
+
+
+# -- SL-CAI --------------------------------------------------------------------------
+
+PromptsOpt = typer.Option("bundled:redteam", "--prompts", "-p",
+                          help="bundled:redteam|helpful|borderline, or a JSONL/CSV file.")
+
+
+@app.command()
+def redteam(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder for redteam.jsonl."),
+    seeds: str = PromptsOpt,
+    column: Optional[str] = typer.Option(None, help="Text column of a CSV/JSONL seed file."),
+    model: str = ModelOpt,
+    generate_n: int = typer.Option(0, "--generate", help="New prompts per category, written "
+                                   "by the model from few-shot examples (0: none)."),
+    mutate: str = typer.Option("", help="Comma-separated: paraphrase, roleplay, fiction, "
+                               "hypothetical, obfuscate, multiturn."),
+    dedup: str = typer.Option("ngram", help="ngram, embed (MiniLM), exact or none."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Grow a red-team prompt set: generate, mutate, dedup; print the category coverage."""
+    from .backends import LazyBackend
+    from .redteam import build_redteam, resolve_prompts
+
+    ops = [m.strip() for m in mutate.split(",") if m.strip()]
+    summary = build_redteam(resolve_prompts(seeds, column), out_dir, LazyBackend(model),
+                            generate_per_category=generate_n, mutations=ops,
+                            dedup_method=dedup, seed=seed)
+    origins = sorted({k for row in summary["coverage"].values() for k in row} - {"total"})
+    table = Table(title=f"{summary['prompts']} prompts "
+                        f"({summary['dropped_duplicates']} duplicates dropped)")
+    for col in ["category", *origins, "total"]:
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for cat, row in summary["coverage"].items():
+        table.add_row(cat, *(str(row.get(o, 0)) for o in [*origins, "total"]))
+    out.print(table)
+    out.print(f"wrote {out_dir / 'redteam.jsonl'} and {out_dir / 'coverage.json'}")
+
+
+@app.command()
+def critique(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder for critique.jsonl."),
+    prompts: str = PromptsOpt,
+    column: Optional[str] = typer.Option(None, help="Text column of a CSV/JSONL file."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N prompts."),
+    model: str = ModelOpt,
+    constitution_file: str = typer.Option("default", "--constitution", "-c",
+                                          help="Constitution TOML ('default': packaged)."),
+    rounds: int = typer.Option(4, min=1, help="Critique-revision rounds per prompt."),
+    principles: str = typer.Option("", help="Comma-separated principle ids to draw from."),
+    few_shot: bool = typer.Option(True, help="Put our few-shot examples in the prompts."),
+    direct: bool = typer.Option(False, help="Revise without a critique (paper's ablation)."),
+    skip_clean: bool = typer.Option(True, help="Skip the revision when the critique finds "
+                                    "nothing (recorded as skipped)."),
+    max_new_tokens: int = typer.Option(160, help="Tokens per response and revision."),
+    temperature: float = typer.Option(0.7),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(32, help="Sequences per forward batch."),
+    chunk_size: int = typer.Option(64, help="Prompts per flush to disk (each step of a chunk "
+                                   "is one batched call)."),
+    overwrite: bool = typer.Option(False, help="Replace records made with other settings."),
+) -> None:
+    """SL-CAI: draft answers, then critique and revise them under sampled principles."""
+    from .backends import LazyBackend
+    from .critique import CritiqueConfig, run_critique
+    from .redteam import resolve_prompts
+
+    gen = _sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=0.95)
+    config = CritiqueConfig(
+        rounds=rounds, principles=tuple(p.strip() for p in principles.split(",") if p.strip()),
+        few_shot=few_shot, direct=direct, skip_clean=skip_clean, seed=seed, response=gen,
+        revision=gen, critique=gen.model_copy(update={"max_new_tokens": min(96, max_new_tokens)}))
+    manifest = run_critique(LazyBackend(model, batch_size=batch_size),
+                            resolve_prompts(prompts, column, limit), _load(constitution_file),
+                            out_dir, config, chunk_size=chunk_size, overwrite=overwrite)
+    out.print(f"{manifest['records']} trajectories in {out_dir / 'critique.jsonl'} "
+              f"({manifest['revisions']} revisions, {manifest['skipped']} skipped)")
+
+
+@app.command("build-sft")
+def build_sft(
+    trajectories: Path = typer.Option(..., help="critique.jsonl from cai critique."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for sft.jsonl."),
+    helpful: Optional[Path] = typer.Option(None, help="generate.jsonl of helpful prompts."),
+    helpful_ratio: float = typer.Option(1.0, help="Helpful rows per harmlessness row."),
+    mode: str = typer.Option("final", help="final (last revision), all (every round) or cot "
+                             "(critiques as reasoning before the answer)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Turn trajectories into an SFT set ({"messages": [...]}) plus a preference view."""
+    from .sft_data import build_sft as run
+
+    s = run(trajectories, out_dir, helpful, helpful_ratio, mode, seed)  # type: ignore[arg-type]
+    out.print(f"{s['rows']} rows ({s['harmless']} harmless, {s['helpful']} helpful) in "
+              f"{s['sft']}; {s['preference_pairs']} pairs in {s['preferences']}")
+
+
+@train_app.command("sft")
+def train_sft(
+    data: Path = typer.Option(..., help="sft.jsonl from cai build-sft."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the trained model."),
+    model: str = ModelOpt,
+    epochs: float = typer.Option(1.0, help="The paper trains one epoch."),
+    max_steps: int = typer.Option(-1, help="Stop after N steps (-1: full epochs)."),
+    learning_rate: float = typer.Option(2e-5),
+    batch_size: int = typer.Option(4),
+    max_length: int = typer.Option(512),
+    lora: bool = typer.Option(False, help="Train LoRA adapters, merged into the saved model."),
+    completion_only: bool = typer.Option(True, help="Loss on the assistant's answer only."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Fine-tune with TRL's SFTTrainer; saves a directory that --model hf:DIR loads."""
+    from .train.sft import train_sft as run
+
+    m = run(data, out_dir, model, epochs, max_steps, learning_rate, batch_size, max_length,
+            lora, completion_only, seed)
+    out.print(f"trained {m['steps']} steps, last loss {m['losses'][-1]:.4f}; "
+              f"model in {out_dir} (use --model hf:{out_dir})")
 
 
 def _sampling(**kwargs):

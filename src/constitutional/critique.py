@@ -1,0 +1,299 @@
+"""SL-CAI: draft → (critique → revision) × N, a principle drawn at random each round.
+
+    cai critique --prompts redteam.jsonl --out runs/x --rounds 4
+
+Each step is one batched backend call over a whole chunk of prompts — the initial
+answers, then every round's critiques, then every round's revisions — never one prompt
+at a time. A trajectory keeps every intermediate: principle ids, critiques, revisions,
+whether a revision was skipped because the critique found nothing, and the model spec.
+The templates are module constants; few-shot examples (written by us) come from
+``data/fewshot.toml``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .backends.base import Backend, GenerationRequest, Message, Sampling
+from .constitution import Constitution, Principle
+from .hashing import content_hash
+from .progress import progress
+from .prompts import Prompt, packaged
+from .records import RunStore, provenance
+
+STAGE = "critique"
+
+CRITIQUE_TEMPLATE = """Below is a conversation between a user and an AI assistant, then the assistant's latest response.
+
+<conversation>
+{conversation}
+</conversation>
+
+<response>
+{response}
+</response>
+
+Critique request: {request}
+Answer with a short critique of the response only."""
+
+REVISION_TEMPLATE = """Below is a conversation between a user and an AI assistant, the assistant's latest response, and a critique of that response.
+
+<conversation>
+{conversation}
+</conversation>
+
+<response>
+{response}
+</response>
+
+<critique>
+{critique}
+</critique>
+
+Revision request: {request}
+Write only the new response to the user, with no introduction."""
+
+DIRECT_REVISION_TEMPLATE = """Below is a conversation between a user and an AI assistant, then the assistant's latest response.
+
+<conversation>
+{conversation}
+</conversation>
+
+<response>
+{response}
+</response>
+
+Revision request: {request}
+Write only the new response to the user, with no introduction."""
+
+
+@dataclass(frozen=True)
+class CritiqueConfig:
+    rounds: int = 4
+    principles: tuple[str, ...] = ()        # subset of principle ids; empty means all
+    few_shot: bool = True
+    direct: bool = False                    # revise without a critique (paper's ablation)
+    skip_clean: bool = True                 # no revision when the critique finds nothing
+    seed: int = 0
+    response: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=160, temperature=0.7,
+                                                                top_p=0.95))
+    critique: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=96, temperature=0.7,
+                                                                top_p=0.95))
+    revision: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=160, temperature=0.7,
+                                                                top_p=0.95))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rounds": self.rounds, "principles": list(self.principles),
+                "few_shot": self.few_shot, "direct": self.direct, "skip_clean": self.skip_clean,
+                "seed": self.seed, "response": self.response.model_dump(mode="json"),
+                "critique": self.critique.model_dump(mode="json"),
+                "revision": self.revision.model_dump(mode="json")}
+
+
+# -- cleaning rules ------------------------------------------------------------------
+
+_LEADS = re.compile(
+    r"^\s*(?:(?:sure|okay|ok|certainly|of course|absolutely)[,!.]?\s*)?"
+    r"(?:(?:here(?:'s| is)|below is|this is)\s+(?:a|an|the|my)?\s*"
+    r"(?:revised|rewritten|new|updated|improved|corrected)?\s*"
+    r"(?:version of the |version of my )?(?:response|answer|reply|version|revision)"
+    r"(?:\s+to the user)?\s*[:.]\s*"
+    r"|(?:revised|rewritten|new|updated|improved)\s+(?:response|answer|reply)\s*:\s*"
+    r"|(?:revision|response|answer)\s*:\s*)",
+    re.IGNORECASE)
+_TAGS = re.compile(r"</?(?:response|revision|critique|conversation)>", re.IGNORECASE)
+_ECHO = re.compile(r"\n\s*(?:critique request|revision request|critique|user)\s*:", re.IGNORECASE)
+
+
+def clean_revision(text: str) -> str:
+    """Strip the artifacts small models wrap around a revision.
+
+    "Sure, here is a revised response: ...", echoed <response> tags, wrapping quotes,
+    and any echo of the next request that the model runs on into.
+    """
+    text = _TAGS.sub("", text).strip()
+    for _ in range(2):  # "Sure! Here's the revised response: Revised response: ..."
+        text = _LEADS.sub("", text, count=1).strip()
+    echo = _ECHO.search(text)
+    if echo:
+        text = text[: echo.start()].strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'" and text.count(text[0]) == 2:
+        text = text[1:-1].strip()
+    return text
+
+
+def clean_critique(text: str) -> str:
+    text = _TAGS.sub("", text).strip()
+    text = re.sub(r"^\s*critique\s*:\s*", "", text, flags=re.IGNORECASE)
+    echo = _ECHO.search(text)
+    return (text[: echo.start()] if echo else text).strip()
+
+
+_NOTHING = re.compile(
+    r"\b(?:no (?:problems?|issues?|concerns?|changes?|violations?)\b"
+    r"|nothing (?:needs to|to) (?:change|fix|be changed)"
+    r"|(?:is|was) (?:already )?(?:fine|appropriate|harmless|acceptable) as (?:it is|written)"
+    r"|does not need (?:any )?(?:changes|revision))",
+    re.IGNORECASE)
+
+
+def finds_no_problem(critique: str) -> bool:
+    """True when a critique says there is nothing to fix (then the revision is skipped)."""
+    return bool(_NOTHING.search(critique[:200]))
+
+
+# -- prompts -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FewShot:
+    prompt: str
+    response: str
+    critique_request: str
+    critique: str
+    revision_request: str
+    revision: str
+
+
+def load_few_shot(path: str | Path | None = None) -> list[FewShot]:
+    path = Path(path) if path else packaged("fewshot.toml")
+    return [FewShot(**e) for e in tomllib.loads(path.read_text(encoding="utf-8"))["examples"]]
+
+
+def render_conversation(messages: tuple[Message, ...] | list[Message]) -> str:
+    names = {"user": "User", "assistant": "Assistant", "system": "System"}
+    return "\n\n".join(f"{names[m.role]}: {m.content}" for m in messages)
+
+
+def critique_messages(conversation: tuple[Message, ...], response: str, principle: Principle,
+                      shots: list[FewShot]) -> tuple[Message, ...]:
+    turns: list[Message] = []
+    for s in shots:
+        turns.append(Message(role="user", content=CRITIQUE_TEMPLATE.format(
+            conversation=f"User: {s.prompt}", response=s.response, request=s.critique_request)))
+        turns.append(Message(role="assistant", content=s.critique))
+    turns.append(Message(role="user", content=CRITIQUE_TEMPLATE.format(
+        conversation=render_conversation(conversation), response=response,
+        request=principle.critique)))
+    return tuple(turns)
+
+
+def revision_messages(conversation: tuple[Message, ...], response: str, critique: str | None,
+                      principle: Principle, shots: list[FewShot]) -> tuple[Message, ...]:
+    turns: list[Message] = []
+    for s in shots:
+        if critique is None:
+            text = DIRECT_REVISION_TEMPLATE.format(conversation=f"User: {s.prompt}",
+                                                   response=s.response, request=s.revision_request)
+        else:
+            text = REVISION_TEMPLATE.format(conversation=f"User: {s.prompt}", response=s.response,
+                                            critique=s.critique, request=s.revision_request)
+        turns += [Message(role="user", content=text), Message(role="assistant", content=s.revision)]
+    if critique is None:
+        text = DIRECT_REVISION_TEMPLATE.format(conversation=render_conversation(conversation),
+                                               response=response, request=principle.revision)
+    else:
+        text = REVISION_TEMPLATE.format(conversation=render_conversation(conversation),
+                                        response=response, critique=critique,
+                                        request=principle.revision)
+    turns.append(Message(role="user", content=text))
+    return tuple(turns)
+
+
+def draw_principles(constitution: Constitution, prompt_id: str, rounds: int,
+                    seed: int) -> list[Principle]:
+    """The principle of each round, drawn at random but fixed by (seed, prompt): the same
+    trajectory whatever the batch it lands in, so resumed runs match uninterrupted ones."""
+    rng = random.Random(content_hash([seed, prompt_id]))
+    return [rng.choice(constitution.principles) for _ in range(rounds)]
+
+
+def _seeded(sampling: Sampling, *key: Any) -> Sampling:
+    return sampling.model_copy(update={"seed": int(content_hash(list(key)), 16) % 2**31})
+
+
+# -- the stage -----------------------------------------------------------------------
+
+def run_critique(backend: Backend, prompts: list[Prompt], constitution: Constitution,
+                 out: str | Path, config: CritiqueConfig = CritiqueConfig(),
+                 chunk_size: int = 64, overwrite: bool = False) -> dict[str, Any]:
+    """Write one trajectory per prompt to ``out/critique.jsonl``; resumable by chunk."""
+    constitution = constitution.subset(list(config.principles))
+    shots = load_few_shot() if config.few_shot else []
+    settings = {"model": backend.spec, "constitution": constitution.hash, **config.as_dict()}
+    stage = RunStore(out).stage(STAGE)
+    stage.start(fingerprint=settings,
+                provenance=provenance(model=backend.spec, constitution_hash=constitution.hash,
+                                      constitution=constitution.name, config=settings),
+                overwrite=overwrite)
+
+    def record_id(p: Prompt) -> str:
+        return content_hash([p.id, settings])
+
+    todo = [p for p in prompts if record_id(p) not in stage.ids()]
+    stats = {"revisions": 0, "skipped": 0, "new_tokens": 0}
+    with progress("critique", total=len(prompts), done=len(prompts) - len(todo)) as advance:
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start : start + chunk_size]
+            rows = _trajectories(backend, chunk, constitution, config, shots, stats)
+            stage.append([{"id": record_id(p), **row} for p, row in zip(chunk, rows)])
+            advance(len(chunk))
+    return stage.finish(**stats)
+
+
+def _trajectories(backend: Backend, chunk: list[Prompt], constitution: Constitution,
+                  config: CritiqueConfig, shots: list[FewShot],
+                  stats: dict[str, int]) -> list[dict[str, Any]]:
+    plans = [draw_principles(constitution, p.id, config.rounds, config.seed) for p in chunk]
+    initial = backend.generate([GenerationRequest(
+        messages=p.messages, sampling=_seeded(config.response, config.seed, p.id, "initial"))
+        for p in chunk])
+    stats["new_tokens"] += sum(sum(g.tokens) for g in initial)
+    drafts = [g.texts[0].strip() for g in initial]
+    rows = [{"prompt_id": p.id, "messages": [m.model_dump() for m in p.messages],
+             "category": p.category, "initial": d, "rounds": [], "model": backend.spec,
+             "constitution_hash": constitution.hash,
+             "warnings": list(g.warnings)} for p, d, g in zip(chunk, drafts, initial)]
+    for r in range(config.rounds):
+        principles = [plan[r] for plan in plans]
+        critiques: list[str | None] = [None] * len(chunk)
+        if not config.direct:
+            gens = backend.generate([GenerationRequest(
+                messages=critique_messages(p.messages, d, pr, shots),
+                sampling=_seeded(config.critique, config.seed, p.id, r, "critique"))
+                for p, d, pr in zip(chunk, drafts, principles)])
+            stats["new_tokens"] += sum(sum(g.tokens) for g in gens)
+            critiques = [clean_critique(g.texts[0]) for g in gens]
+        revise = [i for i, c in enumerate(critiques)
+                  if not (config.skip_clean and c is not None and finds_no_problem(c))]
+        revised: dict[int, str] = {}
+        if revise:
+            gens = backend.generate([GenerationRequest(
+                messages=revision_messages(chunk[i].messages, drafts[i], critiques[i],
+                                           principles[i], shots),
+                sampling=_seeded(config.revision, config.seed, chunk[i].id, r, "revision"))
+                for i in revise])
+            stats["new_tokens"] += sum(sum(g.tokens) for g in gens)
+            for i, g in zip(revise, gens):
+                text = clean_revision(g.texts[0])
+                if text:
+                    revised[i] = text
+                else:
+                    rows[i]["warnings"].append(f"round {r + 1}: empty revision, kept the draft")
+        for i, row in enumerate(rows):
+            skipped = i not in revised
+            if not skipped:
+                drafts[i] = revised[i]
+                stats["revisions"] += 1
+            else:
+                stats["skipped"] += 1
+            row["rounds"].append({"round": r + 1, "principle_id": principles[i].id,
+                                  "critique": critiques[i], "revision": drafts[i],
+                                  "skipped": skipped})
+    for row, d in zip(rows, drafts):
+        row["final"] = d
+    return rows

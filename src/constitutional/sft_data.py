@@ -1,0 +1,105 @@
+"""Trajectories → the SL-CAI fine-tuning set, mixed with helpfulness examples.
+
+    cai build-sft --trajectories runs/x/critique.jsonl --helpful runs/x/helpful/generate.jsonl \
+                  --out runs/x
+
+Writes ``sft.jsonl`` in the ``{"messages": [...]}`` format that TRL's SFTTrainer reads
+unchanged, and ``sft_preferences.jsonl``: the final revision chosen over the initial
+draft (the view the Hugging Face CAI recipe trains DPO on), in TRL's conversational
+preference format.
+
+Modes: ``final`` (the last revision, the default), ``all`` (every round's revision, as
+the paper trained on), ``cot`` (the critiques written out as reasoning before the answer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+from .errors import CaiError
+from .hashing import content_hash
+
+Mode = Literal["final", "all", "cot"]
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    from .records import StageFile
+
+    path = Path(path)
+    if not path.is_file():
+        raise CaiError(f"{path}: no such file")
+    return list(StageFile(path.parent, path.name.removesuffix(".jsonl")).records())
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write a whole derived file atomically: a crash leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def harmless_rows(trajectory: dict[str, Any], mode: Mode) -> list[dict[str, Any]]:
+    conversation = trajectory["messages"]
+    if mode == "all":
+        texts = [r["revision"] for r in trajectory["rounds"] if not r["skipped"]]
+        texts = list(dict.fromkeys(texts)) or [trajectory["final"]]
+    elif mode == "cot":
+        notes = [f"{r['principle_id']}: {r['critique']}" for r in trajectory["rounds"]
+                 if r.get("critique")]
+        thinking = "\n".join(notes)
+        texts = [f"<thinking>\n{thinking}\n</thinking>\n{trajectory['final']}" if notes
+                 else trajectory["final"]]
+    else:
+        texts = [trajectory["final"]]
+    return [{"id": content_hash([trajectory["id"], mode, i]), "source": "critique",
+             "category": trajectory.get("category"),
+             "messages": conversation + [{"role": "assistant", "content": t}]}
+            for i, t in enumerate(texts) if t.strip()]
+
+
+def helpful_rows(generation: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"id": content_hash([generation["id"], k]), "source": "helpful",
+             "category": generation.get("category"),
+             "messages": generation["messages"] + [{"role": "assistant", "content": t}]}
+            for k, t in enumerate(generation["responses"][:1]) if t.strip()]
+
+
+def build_sft(trajectories: str | Path, out: str | Path, helpful: str | Path | None = None,
+              helpful_ratio: float = 1.0, mode: Mode = "final", seed: int = 0) -> dict[str, Any]:
+    """``helpful_ratio`` is helpfulness rows per harmlessness row (capped by what exists)."""
+    if mode not in ("final", "all", "cot"):
+        raise CaiError(f"--mode {mode!r}: expected final, all or cot")
+    if helpful_ratio < 0:
+        raise CaiError("--helpful-ratio must be at least 0")
+    trajs = read_jsonl(trajectories)
+    harmless = [row for t in trajs for row in harmless_rows(t, mode)]
+    extra: list[dict[str, Any]] = []
+    if helpful is not None:
+        pool = [row for g in read_jsonl(helpful) for row in helpful_rows(g)]
+        want = min(len(pool), round(helpful_ratio * len(harmless)))
+        extra = random.Random(seed).sample(pool, want)
+    rows = harmless + extra
+    random.Random(seed).shuffle(rows)
+    out = Path(out)
+    n = write_jsonl(out / "sft.jsonl", rows)
+    prefs = [{"id": t["id"], "prompt": t["messages"],
+              "chosen": [{"role": "assistant", "content": t["final"]}],
+              "rejected": [{"role": "assistant", "content": t["initial"]}],
+              "category": t.get("category")}
+             for t in trajs if t["final"].strip() and t["final"].strip() != t["initial"].strip()]
+    m = write_jsonl(out / "sft_preferences.jsonl", prefs)
+    summary = {"rows": n, "harmless": len(harmless), "helpful": len(extra), "mode": mode,
+               "preference_pairs": m, "sft": str(out / "sft.jsonl"),
+               "preferences": str(out / "sft_preferences.jsonl")}
+    (out / "sft.manifest.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

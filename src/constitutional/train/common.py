@@ -1,0 +1,68 @@
+"""What every trainer shares: loading the base model, LoRA, saving a loadable directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, TrainerCallback
+
+from ..backends.hf import resolve_model_dir
+from ..records import now, provenance
+from ..progress import console
+
+
+def load_tokenizer(spec: str):
+    path = resolve_model_dir(spec)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return path, tokenizer
+
+
+def lora_config(r: int = 16, task_type: str = "CAUSAL_LM"):
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear",
+                      task_type=task_type)
+
+
+def common_args(out: Path, **overrides: Any) -> dict[str, Any]:
+    """TrainingArguments fields we set the same way for every trainer."""
+    args = dict(output_dir=str(out / "checkpoints"), logging_steps=1, save_strategy="no",
+                report_to="none", bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(),
+                dataloader_num_workers=0, disable_tqdm=False, seed=0)
+    args.update(overrides)
+    return args
+
+
+class LossPrinter(TrainerCallback):
+    """One line per logging step, so a run shows its loss as it goes."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            console.print(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}")
+
+
+def save_trained(trainer, tokenizer, out: Path, spec: str, kind: str,
+                 settings: dict[str, Any]) -> dict[str, Any]:
+    """Save a plain model directory (LoRA merged in) that ``hf:DIR`` loads, plus a manifest."""
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    manifest = {
+        "kind": kind,
+        "finished_at": now(),
+        "steps": trainer.state.global_step,
+        "losses": [h["loss"] for h in history],
+        "log_history": trainer.state.log_history,
+        "provenance": provenance(model=spec, config=settings),
+    }
+    (out / "cai_training.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    return manifest

@@ -1,0 +1,54 @@
+"""SL-CAI fine-tuning: TRL's SFTTrainer on the `{"messages": [...]}` rows of build-sft.
+
+    cai train sft --data runs/x/sft.jsonl --model smollm2 --out runs/x/sft-model [--lora]
+
+The loss is on the assistant's final turn only by default (each row is split into TRL's
+prompt/completion form); ``completion_only=False`` trains on every token as the raw rows
+would. The paper trains one epoch; so do we by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import CaiError
+from .common import LossPrinter, common_args, load_tokenizer, lora_config, save_trained
+
+
+def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
+    messages = row["messages"]
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def train_sft(data: str | Path, out: str | Path, model: str = "smollm2", epochs: float = 1.0,
+              max_steps: int = -1, learning_rate: float = 2e-5, batch_size: int = 4,
+              max_length: int = 512, lora: bool = False, completion_only: bool = True,
+              seed: int = 0) -> dict[str, Any]:
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    data, out = Path(data), Path(out)
+    if not data.is_file():
+        raise CaiError(f"{data}: no such file (run cai build-sft first)")
+    dataset = load_dataset("json", data_files=str(data), split="train")
+    if "messages" not in dataset.column_names:
+        raise CaiError(f"{data}: rows need a 'messages' field")
+    if len(dataset) == 0:
+        raise CaiError(f"{data}: no rows")
+    if completion_only:
+        dataset = dataset.map(to_prompt_completion, remove_columns=dataset.column_names)
+    path, tokenizer = load_tokenizer(model)
+    base = AutoModelForCausalLM.from_pretrained(path)
+    settings = dict(data=str(data), epochs=epochs, max_steps=max_steps, lr=learning_rate,
+                    batch_size=batch_size, max_length=max_length, lora=lora,
+                    completion_only=completion_only, seed=seed)
+    args = SFTConfig(**common_args(out, num_train_epochs=epochs, max_steps=max_steps,
+                                   learning_rate=learning_rate, per_device_train_batch_size=batch_size,
+                                   seed=seed),
+                     max_length=max_length, packing=False)
+    trainer = SFTTrainer(model=base, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=lora_config() if lora else None, callbacks=[LossPrinter()])
+    trainer.train()
+    return save_trained(trainer, tokenizer, out, model, "sft", settings)
