@@ -268,6 +268,66 @@ def train_sft(
               f"model in {out_dir} (use --model hf:{out_dir})")
 
 
+# -- RLAIF --------------------------------------------------------------------------
+
+@app.command("sample-pairs")
+def sample_pairs(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder for pairs.jsonl."),
+    prompts: str = PromptsOpt,
+    column: Optional[str] = typer.Option(None, help="Text column of a CSV/JSONL file."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N prompts."),
+    model: str = ModelOpt,
+    temperature: float = typer.Option(1.0, min=0.01, help="Above 0: the two must differ."),
+    max_new_tokens: int = typer.Option(128),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(32),
+) -> None:
+    """RLAIF step 1: two sampled responses per prompt from the policy."""
+    from .backends import LazyBackend
+    from .generate import generate as run
+    from .redteam import resolve_prompts
+
+    sampling = _sampling(n=2, temperature=temperature, top_p=0.95,
+                         max_new_tokens=max_new_tokens, seed=seed)
+    m = run(LazyBackend(model, batch_size=batch_size), resolve_prompts(prompts, column, limit),
+            out_dir, sampling, batch_size=batch_size, stage_name="pairs")
+    out.print(f"{m['records']} pairs in {out_dir / 'pairs.jsonl'}")
+
+
+@app.command()
+def label(
+    pairs: Path = typer.Option(..., help="pairs.jsonl from cai sample-pairs."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder for labels.jsonl."),
+    model: str = ModelOpt,
+    constitution_file: str = typer.Option("default", "--constitution", "-c"),
+    ensemble: int = typer.Option(1, min=1, help="Principles per comparison, averaged."),
+    both_orders: bool = typer.Option(True, help="Score (A,B) and (B,A) and average."),
+    cot: bool = typer.Option(False, help="Reason first, then score; labels are clamped."),
+    clamp_low: float = typer.Option(0.4, help="Lower clamp for chain-of-thought labels."),
+    clamp_high: float = typer.Option(0.6, help="Upper clamp for chain-of-thought labels."),
+    few_shot: bool = typer.Option(False, help="Put our two judged examples first."),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(32),
+    overwrite: bool = typer.Option(False),
+) -> None:
+    """RLAIF step 2: the feedback model picks (A) or (B); soft labels from log-probs."""
+    from .backends import LazyBackend
+    from .feedback import LabelConfig, pairs_from_generations, run_label
+    from .sft_data import read_jsonl
+
+    if not 0 <= clamp_low <= clamp_high <= 1:
+        raise CaiError("--clamp-low and --clamp-high must satisfy 0 <= low <= high <= 1")
+    config = LabelConfig(ensemble=ensemble, both_orders=both_orders, cot=cot,
+                         clamp=(clamp_low, clamp_high), few_shot=few_shot, seed=seed)
+    m = run_label(LazyBackend(model, batch_size=batch_size),
+                  pairs_from_generations(read_jsonl(pairs)), _load(constitution_file), out_dir,
+                  config, overwrite=overwrite)
+    bias = m["position_bias"]
+    out.print(f"{m['records']} labelled pairs in {out_dir / 'labels.jsonl'}; "
+              f"mean p(first shown) {bias['mean_p_first_shown']:.3f}, "
+              f"order flip rate {bias['flip_rate']:.3f}")
+
+
 def _sampling(**kwargs):
     from pydantic import ValidationError
 

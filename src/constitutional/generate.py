@@ -22,9 +22,11 @@ STAGE = "generate"
 
 def generate(backend: Backend, prompts: list[Prompt], out: str | Path, sampling: Sampling,
              batch_size: int = 32, overwrite: bool = False,
-             extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Generate for every prompt not yet in ``out``; return the stage manifest."""
-    stage = RunStore(out).stage(STAGE)
+             extra: dict[str, Any] | None = None, stage_name: str = STAGE) -> dict[str, Any]:
+    """Generate for every prompt not yet in ``out``; return the stage manifest.
+
+    ``stage_name`` names the file: ``pairs`` for RLAIF's two samples per prompt."""
+    stage = RunStore(out).stage(stage_name)
     settings = {"model": backend.spec, "sampling": sampling.model_dump(mode="json")}
     stage.start(fingerprint=settings,
                 provenance=provenance(model=backend.spec, config={**settings, **(extra or {})}),
@@ -35,7 +37,7 @@ def generate(backend: Backend, prompts: list[Prompt], out: str | Path, sampling:
 
     todo = [p for p in prompts if record_id(p) not in stage.ids()]
     tokens = 0
-    with progress("generate", total=len(prompts), done=len(prompts) - len(todo)) as advance:
+    with progress(stage_name, total=len(prompts), done=len(prompts) - len(todo)) as advance:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             # Each prompt's seed is derived from the run seed and the prompt, not its position.
