@@ -28,9 +28,7 @@ from .records import RunStore, provenance
 
 STAGE = "critique"
 
-CRITIQUE_TEMPLATE = """Below is a conversation between a user and an AI assistant, then the assistant's latest response.
-
-<conversation>
+_QUOTED = """<conversation>
 {conversation}
 </conversation>
 
@@ -38,38 +36,18 @@ CRITIQUE_TEMPLATE = """Below is a conversation between a user and an AI assistan
 {response}
 </response>
 
-Critique request: {request}
-Answer with a short critique of the response only."""
+"""
+_THEN_RESPONSE = "Below is a conversation between a user and an AI assistant, then the assistant's latest response.\n\n"
+_REWRITE = "Revision request: {request}\nWrite only the new response to the user, with no introduction."
 
-REVISION_TEMPLATE = """Below is a conversation between a user and an AI assistant, the assistant's latest response, and a critique of that response.
+CRITIQUE_TEMPLATE = (_THEN_RESPONSE + _QUOTED + "Critique request: {request}\n"
+                     "Answer with a short critique of the response only.")
 
-<conversation>
-{conversation}
-</conversation>
+REVISION_TEMPLATE = ("Below is a conversation between a user and an AI assistant, the assistant's "
+                     "latest response, and a critique of that response.\n\n" + _QUOTED
+                     + "<critique>\n{critique}\n</critique>\n\n" + _REWRITE)
 
-<response>
-{response}
-</response>
-
-<critique>
-{critique}
-</critique>
-
-Revision request: {request}
-Write only the new response to the user, with no introduction."""
-
-DIRECT_REVISION_TEMPLATE = """Below is a conversation between a user and an AI assistant, then the assistant's latest response.
-
-<conversation>
-{conversation}
-</conversation>
-
-<response>
-{response}
-</response>
-
-Revision request: {request}
-Write only the new response to the user, with no introduction."""
+DIRECT_REVISION_TEMPLATE = _THEN_RESPONSE + _QUOTED + _REWRITE
 
 
 @dataclass(frozen=True)
