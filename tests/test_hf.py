@@ -53,6 +53,15 @@ def test_score_matches_a_plain_forward_pass(smollm2):
     assert math.isclose(batched[0][" (A)"], manual, abs_tol=1e-3)
     assert math.isclose(alone[0][" (B)"], batched[0][" (B)"], abs_tol=1e-3)
     assert batched[1][" Paris"] > batched[1][" a big city"]
+    # Options of different lengths continue from a shared context cache: check the longer
+    # one in the padded batch against its own unpadded pass too.
+    ctx2 = tok(smollm2.render(other.messages, other.prefix), add_special_tokens=False)["input_ids"]
+    cont2 = tok(" a big city", add_special_tokens=False)["input_ids"]
+    assert len(cont2) > 1 and len(ctx2) != len(ctx)
+    with torch.no_grad():
+        lp2 = torch.log_softmax(model(torch.tensor([ctx2 + cont2])).logits[0], -1)
+    manual2 = sum(float(lp2[len(ctx2) - 1 + j, t]) for j, t in enumerate(cont2))
+    assert math.isclose(batched[1][" a big city"], manual2, abs_tol=1e-3)
     pa = math.exp(batched[0][" (A)"])
     pb = math.exp(batched[0][" (B)"])
     assert math.isclose(pa / (pa + pb) + pb / (pa + pb), 1.0)

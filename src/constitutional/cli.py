@@ -29,6 +29,9 @@ app.add_typer(constitution_app, name="constitution")
 train_app = typer.Typer(help="Train with TRL: sft (and, as they land, pm, rl, dpo).",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
+eval_app = typer.Typer(help="Evaluate: pm (preference model), labeler (AI labels vs humans).",
+                       no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 out = Console()
 
@@ -326,6 +329,92 @@ def label(
     out.print(f"{m['records']} labelled pairs in {out_dir / 'labels.jsonl'}; "
               f"mean p(first shown) {bias['mean_p_first_shown']:.3f}, "
               f"order flip rate {bias['flip_rate']:.3f}")
+
+
+@train_app.command("pm")
+def train_pm(
+    data: Path = typer.Option(..., help="labels.jsonl from cai label (or any comparison file)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the preference model."),
+    model: str = ModelOpt,
+    mix: Optional[Path] = typer.Option(None, help="Other comparison data to mix in "
+                                       "(ours, HH-RLHF or BIG-bench HHH format)."),
+    mix_ratio: float = typer.Option(0.0, min=0.0, help="Mixed rows per labelled row."),
+    epochs: float = typer.Option(1.0),
+    max_steps: int = typer.Option(-1, help="Stop after N steps (-1: full epochs)."),
+    learning_rate: float = typer.Option(1e-5),
+    batch_size: int = typer.Option(4, help="Comparisons per step."),
+    max_length: int = typer.Option(1024, help="Longer comparisons are dropped."),
+    lora: bool = typer.Option(False, help="Train LoRA adapters (the head is trained fully)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train a preference model with the soft-label Bradley-Terry loss (TRL RewardTrainer)."""
+    from .train.pm import train_pm as run
+
+    m = run(data, out_dir, model, mix, mix_ratio, epochs, max_steps, learning_rate, batch_size,
+            max_length, lora, seed)
+    out.print(f"trained {m['steps']} steps on {m['provenance']['config']['rows']} comparisons, "
+              f"last loss {m['losses'][-1]:.4f}; preference model in {out_dir}")
+
+
+DataOpt = typer.Option(..., help="Comparisons: our labels/preferences JSONL, HH-RLHF "
+                       "(.jsonl or .jsonl.gz), or a BIG-bench HHH task.json.")
+FormatOpt = typer.Option("auto", "--format", help="auto, ours, hh or hhh.")
+
+
+def _print_summary(title: str, summary: dict) -> None:
+    acc = summary["accuracy"]
+    lo, hi = summary["ci95"]
+    acc_s = "n/a" if acc is None else f"{acc:.3f} [{lo:.3f}, {hi:.3f}]"
+    ece = "n/a" if summary["ece"] is None else f"{summary['ece']:.3f}"
+    out.print(f"{title}: accuracy {acc_s} on {summary['n']}, ECE {ece}")
+
+
+@eval_app.command("pm")
+def eval_pm(
+    pm: Path = typer.Option(..., help="Preference model folder from cai train pm."),
+    data: Path = DataOpt,
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for eval_pm.json/.jsonl."),
+    fmt: str = FormatOpt,
+    limit: Optional[int] = typer.Option(None, help="Use only the first N comparisons."),
+    batch_size: int = typer.Option(8),
+) -> None:
+    """Preference-model accuracy and calibration (ECE, reliability bins) on comparisons."""
+    from .comparisons import load_comparisons
+    from .evaluation.preference import eval_pm as run
+    from .pm import PreferenceModel
+
+    rows = load_comparisons(data, fmt, limit)  # type: ignore[arg-type]
+    m = run(PreferenceModel.load(pm, batch_size=batch_size), rows, out_dir, source=str(data))
+    _print_summary(f"preference model on {m['n_comparisons']} comparisons", m)
+    out.print(f"metrics in {out_dir / 'eval_pm.json'}")
+
+
+@eval_app.command("labeler")
+def eval_labeler(
+    data: Path = DataOpt,
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for eval_labeler.json/.jsonl."),
+    model: str = ModelOpt,
+    constitution_file: str = typer.Option("default", "--constitution", "-c"),
+    fmt: str = FormatOpt,
+    limit: Optional[int] = typer.Option(100, help="Use only the first N comparisons."),
+    cot: bool = typer.Option(True, help="Also measure the chain-of-thought labeler."),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(16),
+) -> None:
+    """The AI labeler's agreement with the file's labels (humans' for HH-RLHF): with and
+    without order averaging, with and without chain of thought."""
+    from .backends import LazyBackend
+    from .comparisons import load_comparisons
+    from .evaluation.preference import eval_labeler as run
+
+    rows = load_comparisons(data, fmt, limit)  # type: ignore[arg-type]
+    m = run(LazyBackend(model, batch_size=batch_size), rows, _load(constitution_file), out_dir,
+            cot=(False, True) if cot else (False,), seed=seed, source=str(data))
+    for key in ("direct", "cot"):
+        if key in m:
+            _print_summary(f"{key}, one order", m[key]["one_order"])
+            _print_summary(f"{key}, both orders averaged", m[key]["averaged"])
+    out.print(f"metrics in {out_dir / 'eval_labeler.json'}")
 
 
 def _sampling(**kwargs):

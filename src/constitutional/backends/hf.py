@@ -199,44 +199,67 @@ class HFBackend:
     # -- score -----------------------------------------------------------------------
 
     def score(self, requests: list[ChoiceRequest]) -> list[dict[str, float]]:
-        rows = []  # (request index, option, context ids, continuation ids)
+        """Log-probability of each option after each request's context.
+
+        A request's context goes through the model once; every option then continues from
+        its key/value cache, so scoring (A) and (B) costs one context pass, not two."""
+        items = []  # (request index, context ids, [(option, continuation ids)])
         for i, r in enumerate(requests):
-            options = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in r.options]
-            budget = max(1, self.max_context - max(len(o) for o in options))
-            context, _ = self._encode(self.render(r.messages, r.prefix), budget)
-            for option, cont in zip(r.options, options):
+            options = [(o, self.tokenizer(o, add_special_tokens=False)["input_ids"])
+                       for o in r.options]
+            for option, cont in options:
                 if not cont:
                     raise CaiError(f"score: option {option!r} has no tokens")
-                rows.append((i, option, context, cont))
+            budget = max(1, self.max_context - max(len(c) for _, c in options))
+            context, _ = self._encode(self.render(r.messages, r.prefix), budget)
+            items.append((i, context, options))
         results: list[dict[str, float]] = [{} for _ in requests]
-        order = sorted(range(len(rows)), key=lambda j: len(rows[j][2]) + len(rows[j][3]))
+        order = sorted(range(len(items)), key=lambda j: len(items[j][1]))
         for start in range(0, len(order), self.batch_size):
-            chunk = [rows[j] for j in order[start : start + self.batch_size]]
-            for (i, option, _, _), value in zip(chunk, self._score_batch(chunk)):
-                results[i][option] = value
+            chunk = [items[j] for j in order[start : start + self.batch_size]]
+            for (i, _, _), values in zip(chunk, self._score_batch(chunk)):
+                results[i] = values
         return results
 
     @torch.inference_mode()
-    def _score_batch(self, chunk) -> list[float]:
-        """One forward pass; left padding puts every continuation at the end of its row,
-        so only the last few positions need logits (``logits_to_keep``)."""
-        seqs = [ctx + cont for _, _, ctx, cont in chunk]
-        width = max(len(s) for s in seqs)
-        keep = max(len(cont) for *_, cont in chunk) + 1
-        input_ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=torch.long)
+    def _score_batch(self, chunk) -> list[dict[str, float]]:
+        """Left-padded contexts in one pass with the cache kept; then, per option slot, the
+        option tokens (right-padded) continue from a copy of that cache."""
+        import copy
+
+        pad = self.tokenizer.pad_token_id
+        width = max(len(ctx) for _, ctx, _ in chunk)
+        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         mask = torch.zeros_like(input_ids)
-        for row, s in enumerate(seqs):
-            input_ids[row, width - len(s):] = torch.tensor(s)
-            mask[row, width - len(s):] = 1
+        for row, (_, ctx, _) in enumerate(chunk):
+            input_ids[row, width - len(ctx):] = torch.tensor(ctx)
+            mask[row, width - len(ctx):] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                            logits_to_keep=keep).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)  # [rows, keep, vocab]
-        values = []
-        for row, (*_, cont) in enumerate(chunk):
-            n = len(cont)
-            # Position keep-1-n .. keep-2 predicts the n continuation tokens.
-            picked = logprobs[row, keep - 1 - n : keep - 1].gather(
-                -1, torch.tensor(cont).unsqueeze(-1))
-            values.append(float(picked.sum()))
-        return values
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                         use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts token 1
+        cache = out.past_key_values
+        next_pos = positions[:, -1:] + 1
+        results: list[dict[str, float]] = [{} for _ in chunk]
+        slots = max(len(opts) for _, _, opts in chunk)
+        for k in range(slots):
+            rows = [(row, opts[k]) for row, (_, _, opts) in enumerate(chunk) if k < len(opts)]
+            feed = max(len(cont) for _, (_, cont) in rows) - 1  # tokens 1..n-1 are inputs
+            logprobs = None
+            if feed > 0:
+                ids = torch.full((len(chunk), feed), pad, dtype=torch.long)
+                cmask = torch.zeros_like(ids)
+                for row, (_, cont) in rows:
+                    ids[row, : len(cont) - 1] = torch.tensor(cont[:-1])
+                    cmask[row, : len(cont) - 1] = 1
+                step = self.model(input_ids=ids, attention_mask=torch.cat([mask, cmask], dim=1),
+                                  position_ids=next_pos + torch.arange(feed),
+                                  past_key_values=copy.deepcopy(cache) if k < slots - 1 else cache,
+                                  use_cache=True)
+                logprobs = torch.log_softmax(step.logits.float(), dim=-1)
+            for row, (option, cont) in rows:
+                total = float(first[row, cont[0]])
+                for t in range(1, len(cont)):
+                    total += float(logprobs[row, t - 1, cont[t]])  # type: ignore[index]
+                results[row][option] = total
+        return results
