@@ -1,0 +1,68 @@
+"""DPO on the AI-labelled pairs (TRL DPOTrainer), the reference being the starting model.
+
+    cai train dpo --data runs/x/labels.jsonl --model hf:runs/x/sft-model --out runs/x/dpo-model
+
+Soft labels are used two ways, both documented here and in ``--help``:
+1. **Filtering on confidence** (default): pairs whose label is within ``min_confidence``
+   of a coin flip (``max(p, 1 − p) < min_confidence``) are dropped — the labeler could
+   not tell them apart, and DPO would fit noise.
+2. **Label smoothing** (``label_smoothing``, the conservative DPO of Mitchell 2023): the
+   loss assumes each label is flipped with that probability. ``--label-smoothing auto``
+   sets it to the mean ``1 − p_chosen`` of the kept pairs, the labeler's own estimate
+   of how often it is wrong.
+With LoRA the reference is the same network with the adapter switched off (no second
+copy in memory); without it TRL keeps a frozen copy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..comparisons import as_trl_rows, load_comparisons
+from ..errors import CaiError
+from .common import LossPrinter, common_args, load_tokenizer, lora_config, save_trained
+
+
+def select(rows: list[dict[str, Any]], min_confidence: float) -> list[dict[str, Any]]:
+    return [r for r in rows if max(r["p_chosen"], 1 - r["p_chosen"]) >= min_confidence]
+
+
+def train_dpo(data: str | Path, out: str | Path, model: str = "smollm2", beta: float = 0.1,
+              min_confidence: float = 0.55, label_smoothing: float | str = 0.0,
+              epochs: float = 1.0, max_steps: int = -1, learning_rate: float = 5e-6,
+              batch_size: int = 4, max_length: int = 768, lora: bool = False,
+              seed: int = 0) -> dict[str, Any]:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    out = Path(out)
+    all_rows = load_comparisons(data)
+    rows = select(all_rows, min_confidence)
+    if not rows:
+        raise CaiError(f"{data}: no pair has a label at least {min_confidence} confident "
+                       f"(of {len(all_rows)}); lower --min-confidence")
+    if label_smoothing == "auto":
+        smoothing = sum(1 - r["p_chosen"] for r in rows) / len(rows)
+    else:
+        smoothing = float(label_smoothing)
+    if not 0 <= smoothing < 0.5:
+        raise CaiError("--label-smoothing must be in [0, 0.5) or 'auto'")
+    dataset = Dataset.from_list([{k: v for k, v in r.items() if k != "p_chosen"}
+                                 for r in as_trl_rows(rows)])
+    path, tokenizer = load_tokenizer(model)
+    policy = AutoModelForCausalLM.from_pretrained(path)
+    settings = dict(data=str(data), rows=len(rows), dropped=len(all_rows) - len(rows),
+                    beta=beta, min_confidence=min_confidence, label_smoothing=smoothing,
+                    epochs=epochs, max_steps=max_steps, lr=learning_rate, batch_size=batch_size,
+                    max_length=max_length, lora=lora, seed=seed)
+    args = DPOConfig(**common_args(out, num_train_epochs=epochs, max_steps=max_steps,
+                                   learning_rate=learning_rate,
+                                   per_device_train_batch_size=batch_size, seed=seed),
+                     beta=beta, label_smoothing=smoothing, max_length=max_length)
+    trainer = DPOTrainer(model=policy, args=args, train_dataset=dataset,
+                         processing_class=tokenizer,
+                         peft_config=lora_config() if lora else None, callbacks=[LossPrinter()])
+    trainer.train()
+    return save_trained(trainer, tokenizer, out, model, "dpo", settings)
