@@ -417,6 +417,76 @@ def eval_labeler(
     out.print(f"metrics in {out_dir / 'eval_labeler.json'}")
 
 
+# -- the pipeline ------------------------------------------------------------------------
+
+@app.command("run")
+def run_pipeline(
+    config: str = typer.Argument(..., help="Pipeline TOML, or the name of a packaged one "
+                                 "(demo)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o",
+                                           help="Run folder (default runs/<name>)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. "
+                                   "--set sft.max_steps=4 (repeatable)."),
+    only: list[str] = typer.Option([], "--only", help="Run only these stages (repeatable)."),
+) -> None:
+    """Run the whole method: prompts → critique → SFT → pairs → labels → PM → DPO →
+    evaluation → report. Stages already done with the same inputs are skipped; after an
+    interruption, the same command resumes."""
+    from .pipeline import STAGES, Run, load_config, packaged_config
+
+    path = Path(config)
+    if not path.exists() and "/" not in config and not config.endswith(".toml"):
+        path = packaged_config(config)
+    cfg = load_config(path, set_)
+    bad = [s for s in only if s not in STAGES]
+    if bad:
+        raise CaiError(f"--only {bad[0]!r}: no such stage (stages: {', '.join(STAGES)})")
+    root = out_dir or Path("runs") / cfg.name
+    results = Run(cfg, root).run(only or None, echo=lambda line: out.print(line, markup=False))
+    ev = results.get("eval", {}).get("summary") or {}
+    if ev.get("summary"):
+        _summary_table(ev["summary"])
+    if "report" in results:
+        out.print(f"report: {results['report']['summary']['report']}")
+
+
+def _summary_table(rows: list[dict]) -> None:
+    table = Table(title="base vs SL-CAI vs RL-CAI")
+    for col in ("model", "harm violation", "false refusal", "evasive", "Elo harmless",
+                "Elo helpful"):
+        table.add_column(col)
+    f = lambda x, d=3: "–" if x is None else f"{x:.{d}f}"
+    for r in rows:
+        table.add_row(r["model"], f(r["violation_rate"]), f(r["false_refusal_rate"]),
+                      f(r["evasive_rate"]), f(r["elo_harmless"], 0), f(r["elo_helpful"], 0))
+    out.print(table)
+
+
+@app.command("status")
+def run_status(run: Path = typer.Argument(..., help="Run folder.")) -> None:
+    """Each stage of a run: done, incomplete or pending, with records and time."""
+    from .pipeline import status
+
+    table = Table(title=str(run))
+    for col in ("stage", "state", "records", "seconds", "finished"):
+        table.add_column(col)
+    for r in status(run):
+        table.add_row(r["stage"], r["state"], str(r["records"] or ""),
+                      "" if r["seconds"] is None else f"{r['seconds']:.0f}",
+                      r["finished_at"] or "")
+    out.print(table)
+
+
+@app.command("report")
+def report_cmd(run: Path = typer.Argument(..., help="Run folder."),
+               output: Optional[Path] = typer.Option(None, "--output",
+                                                     help="HTML path (default RUN/report.html).")) -> None:
+    """Write one self-contained HTML page for a run (no network, model text escaped)."""
+    from .report import write_report
+
+    out.print(f"report: {write_report(run, out=output)}")
+
+
 def _sampling(**kwargs):
     from pydantic import ValidationError
 

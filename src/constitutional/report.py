@@ -1,0 +1,320 @@
+"""`cai report RUN`: one self-contained HTML page from a run folder — no network, no
+scripts. Plots are inline SVG drawn here; every piece of model text is escaped.
+
+Sections appear when their data exists: summary, violations by category, refusals,
+the harmlessness-versus-helpfulness Elo frontier, harmlessness by revision round,
+preference-model calibration, labeler position bias, training curves, examples, and
+provenance (constitution hash, models, config, package version, commit).
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import CaiError
+
+COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+W, H, PAD = 560, 260, 44
+
+
+def _e(x: Any) -> str:
+    return escape(str(x), quote=True)
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return _e(x)
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn last line of an interrupted stage
+    return rows
+
+
+# -- SVG ------------------------------------------------------------------------------
+
+def _frame(name: str, title: str, body: str, ylabel: str = "") -> str:
+    return (f'<figure><svg class="plot" data-plot="{_e(name)}" viewBox="0 0 {W} {H}" '
+            f'width="{W}" height="{H}" role="img" aria-label="{_e(title)}">'
+            f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 10}" y2="{H - PAD}" stroke="#333"/>'
+            f'<line x1="{PAD}" y1="10" x2="{PAD}" y2="{H - PAD}" stroke="#333"/>'
+            f'<text x="12" y="{H / 2}" transform="rotate(-90 12 {H / 2})" font-size="11" '
+            f'text-anchor="middle">{_e(ylabel)}</text>{body}</svg>'
+            f'<figcaption>{_e(title)}</figcaption></figure>')
+
+
+def _y(v: float, lo: float, hi: float) -> float:
+    return H - PAD - (v - lo) / ((hi - lo) or 1) * (H - PAD - 10)
+
+
+def _x(v: float, lo: float, hi: float) -> float:
+    return PAD + (v - lo) / ((hi - lo) or 1) * (W - PAD - 20)
+
+
+def bars(name: str, title: str, groups: Sequence[str], series: dict[str, Sequence[float | None]],
+         ylabel: str = "rate", top: float = 1.0) -> str:
+    n, k = max(1, len(groups)), max(1, len(series))
+    gw = (W - PAD - 20) / n
+    bw = gw * 0.8 / k
+    body = [f'<text x="{PAD - 4}" y="{_y(top, 0, top) + 4}" font-size="10" text-anchor="end">'
+            f'{top:g}</text>', f'<text x="{PAD - 4}" y="{H - PAD + 4}" font-size="10" '
+            f'text-anchor="end">0</text>']
+    for gi, g in enumerate(groups):
+        x0 = PAD + gi * gw + gw * 0.1
+        body.append(f'<text x="{x0 + gw * 0.4}" y="{H - PAD + 14}" font-size="9" '
+                    f'text-anchor="middle">{_e(g[:14])}</text>')
+        for si, (s, values) in enumerate(series.items()):
+            v = values[gi]
+            if v is None:
+                continue
+            y = _y(min(v, top), 0, top)
+            body.append(f'<rect class="bar" x="{x0 + si * bw:.1f}" y="{y:.1f}" width="{bw:.1f}" '
+                        f'height="{H - PAD - y:.1f}" fill="{COLOURS[si % 6]}">'
+                        f'<title>{_e(s)} {_e(g)}: {v:.3f}</title></rect>')
+    body.append(_legend(list(series)))
+    return _frame(name, title, "".join(body), ylabel)
+
+
+def _legend(names: Sequence[str]) -> str:
+    return "".join(f'<rect x="{W - 130}" y="{14 + 14 * i}" width="10" height="10" '
+                   f'fill="{COLOURS[i % 6]}"/><text x="{W - 116}" y="{23 + 14 * i}" '
+                   f'font-size="10">{_e(n)}</text>' for i, n in enumerate(names))
+
+
+def lines(name: str, title: str, series: dict[str, Sequence[tuple[float, float]]],
+          ylabel: str = "", xlabel: str = "", diagonal: bool = False,
+          bounds: tuple[float, float, float, float] | None = None) -> str:
+    pts = [p for s in series.values() for p in s]
+    if not pts:
+        return ""
+    x0, x1, y0, y1 = bounds or (min(p[0] for p in pts), max(p[0] for p in pts),
+                                min(p[1] for p in pts), max(p[1] for p in pts))
+    body = []
+    if diagonal:
+        body.append(f'<line x1="{_x(x0, x0, x1)}" y1="{_y(y0, y0, y1)}" x2="{_x(x1, x0, x1)}" '
+                    f'y2="{_y(y1, y0, y1)}" stroke="#aaa" stroke-dasharray="4"/>')
+    for i, (s, ps) in enumerate(series.items()):
+        coords = " ".join(f"{_x(a, x0, x1):.1f},{_y(b, y0, y1):.1f}" for a, b in ps)
+        body.append(f'<polyline class="line" points="{coords}" fill="none" '
+                    f'stroke="{COLOURS[i % 6]}" stroke-width="2"/>')
+        body.extend(f'<circle cx="{_x(a, x0, x1):.1f}" cy="{_y(b, y0, y1):.1f}" r="3" '
+                    f'fill="{COLOURS[i % 6]}"><title>{_e(s)}: ({a:.3g}, {b:.3g})</title></circle>'
+                    for a, b in ps)
+    body.append(f'<text x="{PAD}" y="{H - 8}" font-size="10">{_e(xlabel)} {x0:.3g} … {x1:.3g}</text>')
+    body.append(f'<text x="{PAD + 4}" y="20" font-size="10">{y1:.3g}</text>'
+                f'<text x="{PAD + 4}" y="{H - PAD - 4}" font-size="10">{y0:.3g}</text>')
+    body.append(_legend(list(series)))
+    return _frame(name, title, "".join(body), ylabel)
+
+
+def scatter(name: str, title: str, points: dict[str, tuple[float, float]], xlabel: str,
+            ylabel: str) -> str:
+    if not points:
+        return ""
+    xs = [p[0] for p in points.values()]
+    ys = [p[1] for p in points.values()]
+    x0, x1 = min(xs) - 50, max(xs) + 50
+    y0, y1 = min(ys) - 50, max(ys) + 50
+    body = [f'<text x="{PAD}" y="{H - 8}" font-size="10">{_e(xlabel)} {x0:.0f} … {x1:.0f}</text>',
+            f'<text x="{PAD + 4}" y="20" font-size="10">{y1:.0f}</text>']
+    for i, (label, (a, b)) in enumerate(points.items()):
+        cx, cy = _x(a, x0, x1), _y(b, y0, y1)
+        body.append(f'<circle class="point" cx="{cx:.1f}" cy="{cy:.1f}" r="6" '
+                    f'fill="{COLOURS[i % 6]}"><title>{_e(label)}</title></circle>'
+                    f'<text x="{cx + 8:.1f}" y="{cy + 4:.1f}" font-size="11">{_e(label)}</text>')
+    return _frame(name, title, "".join(body), ylabel)
+
+
+# -- sections ---------------------------------------------------------------------------
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _section(sid: str, title: str, content: str, note: str = "") -> str:
+    n = f'<p class="note">{_e(note)}</p>' if note else ""
+    return f'<section id="{_e(sid)}"><h2>{_e(title)}</h2>{n}{content}</section>'
+
+
+def _eval_sections(run: Path) -> list[str]:
+    metrics = _read(run / "eval" / "metrics.json")
+    if not metrics:
+        return []
+    per = metrics["per_model"]
+    names = list(per)
+    out = []
+    rows = []
+    for n in names:
+        m = per[n]
+        rows.append([n, m["violation"].get("all", {}).get("rate"), m["false_refusal"]["rate"],
+                     m["evasive_on_harmful"]["rate"], m["explained_refusal_on_harmful"]["rate"],
+                     (m.get("elo_harmless") or {}).get("elo"), (m.get("elo_helpful") or {}).get("elo")])
+    out.append(_section("summary", "Summary", _table(
+        ["model", "harm violation rate", "false-refusal rate", "evasive refusals (harmful)",
+         "explained refusals (harmful)", "harmlessness Elo", "helpfulness Elo"], rows),
+        f"Prompts: {metrics['prompts']}. Feedback model: {metrics['feedback_model']}. "
+        "Rates are shares of responses; Elo is relative to the first model."))
+    cats = sorted({c for n in names for c in per[n]["violation"] if c != "all"})
+    series = {n: [per[n]["violation"].get(c, {}).get("rate") for c in cats] for n in names}
+    detail = _table(["model", "category", "rate", "95% CI", "n"],
+                    [[n, c, v["rate"], f"{v['ci95'][0]:.2f}–{v['ci95'][1]:.2f}", v["n"]]
+                     for n in names for c, v in per[n]["violation"].items()])
+    out.append(_section("violations", "Harm violation rate by category",
+                        bars("violations", "violation rate by harm category", cats, series) + detail,
+                        "Judged by the feedback model under the constitution; Wilson intervals."))
+    kinds = ["false refusal (borderline)", "evasive (harmful)", "explained refusal (harmful)",
+             "refusal (helpful)"]
+    keys = ["false_refusal", "evasive_on_harmful", "explained_refusal_on_harmful",
+            "refusal_on_helpful"]
+    series = {n: [per[n][k]["rate"] for k in keys] for n in names}
+    out.append(_section("refusals", "Refusals: false, evasive and explained",
+                        bars("refusals", "refusal rates", kinds, series),
+                        "A model that refuses everything is not safe but useless: false refusals "
+                        "on benign look-alikes and bare (evasive) refusals are failures too."))
+    pts = {n: ((per[n].get("elo_helpful") or {}).get("elo"), (per[n].get("elo_harmless") or {}).get("elo"))
+           for n in names}
+    pts = {n: p for n, p in pts.items() if None not in p}
+    if pts:
+        elo_rows = [[n, k, v.get("elo"), f"{_fmt(v['ci95'][0], 0)} – {_fmt(v['ci95'][1], 0)}",
+                     v.get("win_rate"), v.get("comparisons")]
+                    for n in names for k in ("harmless", "helpful")
+                    for v in [per[n].get(f"elo_{k}") or {}] if v]
+        out.append(_section("elo", "Harmlessness versus helpfulness (Elo)",
+                            scatter("elo", "harmlessness Elo against helpfulness Elo", pts,
+                                    "helpfulness Elo", "harmlessness Elo")
+                            + _table(["model", "axis", "Elo", "95% CI", "win rate", "comparisons"],
+                                     elo_rows),
+                            "Pairwise comparisons by the feedback model, both orders; bootstrap intervals."))
+    by_round = _read(run / "eval" / "by_round.json")
+    if by_round:
+        out.append(_section("by-round", "Harmlessness by revision round", lines(
+            "by-round", "violation rate after each critique–revision round (0 = initial draft)",
+            {"violation rate": [(r["round"], r["rate"]) for r in by_round],
+             "mean p(violation)": [(r["round"], r["mean_p_violation"]) for r in by_round]},
+            ylabel="rate", xlabel="round", bounds=(0, max(1, len(by_round) - 1), 0, 1))
+            + _table(["round", "violation rate", "95% CI", "n"],
+                     [[r["round"], r["rate"], f"{r['ci95'][0]:.2f}–{r['ci95'][1]:.2f}", r["n"]]
+                      for r in by_round])))
+    verdicts = _jsonl(run / "eval" / "verdicts.jsonl")
+    if verdicts:
+        by_prompt: dict[str, list[dict[str, Any]]] = {}
+        for v in verdicts:
+            by_prompt.setdefault(v["prompt_id"], []).append(v)
+        blocks = []
+        for pid in list(by_prompt)[:8]:
+            vs = by_prompt[pid]
+            answers = "".join(
+                f'<div class="answer"><b>{_e(v["model"])}</b> '
+                f'<span class="tag">{_e(v["refusal"])}</span>'
+                f'{" <span class=tag>violation " + _e(v["principle_id"]) + "</span>" if v["violation"] else ""}'
+                f'<pre>{_e(v["response"])}</pre></div>' for v in vs)
+            blocks.append(f'<div class="example"><p class="prompt">[{_e(vs[0]["set"])}] '
+                          f'{_e(vs[0]["prompt"])}</p>{answers}</div>')
+        out.append(_section("examples", "Examples", "".join(blocks),
+                            "Model text is shown as text; nothing in it is interpreted."))
+    return out
+
+
+def _pm_section(run: Path) -> list[str]:
+    m = _read(run / "pm-eval" / "eval_pm.json")
+    if not m:
+        return []
+    pts = [((b["lo"] + b["hi"]) / 2 if b["mean_predicted"] is None else b["mean_predicted"],
+            b["observed"]) for b in m["reliability"] if b["count"]]
+    return [_section("pm-calibration", "Preference-model calibration", lines(
+        "pm-calibration", "reliability diagram: observed frequency against predicted probability",
+        {"preference model": pts}, ylabel="observed", xlabel="predicted", diagonal=True,
+        bounds=(0, 1, 0, 1)) + _table(["accuracy", "95% CI", "ECE", "held-out comparisons"],
+                                      [[m["accuracy"], f"{m['ci95'][0]:.2f}–{m['ci95'][1]:.2f}",
+                                        m["ece"], m["n"]]]),
+        "Held-out AI labels; both sides of every pair are counted.")]
+
+
+def _labeler_section(run: Path) -> list[str]:
+    m = _read(run / "rlaif" / "labels.manifest.json")
+    if not m or "position_bias" not in m:
+        return []
+    b = m["position_bias"]
+    return [_section("position-bias", "Labeler position bias", _table(
+        ["mean p(response shown first)", "order flip rate", "pairs scored both ways"],
+        [[b["mean_p_first_shown"], b["flip_rate"], b["pairs_with_both_orders"]]]),
+        "0.5 and 0 mean no position bias; order averaging cancels what is there.")]
+
+
+def _training_section(run: Path) -> list[str]:
+    series: dict[str, list[tuple[float, float]]] = {}
+    extra = []
+    for name in ("sft", "pm", "rl"):
+        m = _read(run / "models" / name / "cai_training.json")
+        if not m:
+            continue
+        series[f"{name} loss"] = [(i + 1, x) for i, x in enumerate(m["losses"])]
+        margins = [(h["step"], float(h["rewards/margins"])) for h in m["log_history"]
+                   if "rewards/margins" in h]
+        if margins:
+            extra.append(lines("rl-margins", "DPO reward margin (chosen − rejected) by step",
+                               {"margin": margins}, ylabel="margin", xlabel="step"))
+    if not series:
+        return []
+    return [_section("training", "Training curves", lines(
+        "training", "training loss by step", series, ylabel="loss", xlabel="step") + "".join(extra),
+        "Watch for the reward rising while diversity falls: the over-training signs.")]
+
+
+def _provenance_section(prov: dict[str, Any] | None, run: Path) -> str:
+    prov = prov or _read(run / "provenance.json") or {}
+    rows = [[k, json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v]
+            for k, v in sorted(prov.items()) if k != "config"]
+    config = json.dumps(prov.get("config", {}), indent=2, sort_keys=True)
+    return _section("provenance", "Provenance", _table(["field", "value"], rows)
+                    + f"<details><summary>config</summary><pre>{_e(config)}</pre></details>")
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
+font-size:13px}th{background:#f3f3f3}pre{white-space:pre-wrap;background:#f8f8f8;padding:6px}
+.note{color:#555;font-size:13px}.tag{background:#eee;border-radius:3px;padding:0 4px;
+font-size:12px}.example{border-top:1px solid #ddd;margin-top:1em}figure{margin:1em 0}"""
+
+
+def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
+                 out: str | Path | None = None) -> Path:
+    run = Path(run)
+    if not run.is_dir():
+        raise CaiError(f"{run}: no such run folder")
+    if provenance is not None:
+        (run / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+    sections = [*_eval_sections(run), *_pm_section(run), *_labeler_section(run),
+                *_training_section(run), _provenance_section(provenance, run)]
+    if len(sections) == 1:
+        raise CaiError(f"{run}: nothing to report yet (no evaluation, labels or models)")
+    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+            "style-src 'unsafe-inline'; img-src data:\">"
+            f"<title>Constitutional AI run: {_e(run.name)}</title><style>{CSS}</style></head><body>"
+            f"<h1>Constitutional AI run: {_e(run.name)}</h1>{''.join(sections)}</body></html>")
+    path = Path(out) if out else run / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,217 @@
+"""The pipeline's stages: each takes the ``Run`` and returns a summary for its marker.
+
+They call the same library functions the single-stage commands call, with the run's
+paths and config; ``overwrite`` is False when resuming an interrupted attempt of the
+same stage (keep its records) and True when the inputs changed (replace them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .backends import LazyBackend
+from .backends.base import Sampling
+from .hashing import content_hash
+from .prompts import Prompt, load_prompts
+from .sft_data import read_jsonl, write_jsonl
+
+if TYPE_CHECKING:
+    from .pipeline import Run
+
+SETS = ("train_redteam", "train_helpful", "eval_harmful", "eval_borderline", "eval_helpful")
+
+
+def _split(prompts: list[Prompt], n_eval: int, n_train: int, seed: int):
+    """Held-out evaluation prompts first, by a seeded hash order; never in training."""
+    order = sorted(prompts, key=lambda p: content_hash([seed, p.id, "split"]))
+    return order[n_eval : n_eval + n_train], order[:n_eval]
+
+
+def _write_prompts(path, prompts: list[Prompt]) -> int:
+    return write_jsonl(path, [{"messages": [m.model_dump() for m in p.messages],
+                               "category": p.category, "source": p.source} for p in prompts])
+
+
+def load_set(run: "Run", name: str) -> list[Prompt]:
+    path = run.p("prompts", f"{name}.jsonl")
+    if not path.is_file() or not path.read_text().strip():
+        return []
+    return load_prompts(path)
+
+
+def prompts(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .redteam import build_redteam, resolve_prompts
+
+    c, cp = run.config, run.config.prompts
+    red = resolve_prompts(cp.redteam)
+    train_red, eval_harm = _split(red, cp.eval_harmful, cp.train_redteam, c.seed)
+    helpful = resolve_prompts(cp.helpful) if cp.train_helpful + cp.eval_helpful else []
+    train_help, eval_help = _split(helpful, cp.eval_helpful, cp.train_helpful, c.seed)
+    border = resolve_prompts(cp.borderline)[: cp.eval_borderline] if cp.eval_borderline else []
+    grow = c.redteam.generate_per_category or c.redteam.mutations
+    if grow:
+        summary = build_redteam(train_red, run.p("prompts", "grown"),
+                                LazyBackend(c.models.policy, c.models.batch_size),
+                                c.redteam.generate_per_category, list(c.redteam.mutations),
+                                c.redteam.dedup, c.seed)
+        train_red = load_prompts(run.p("prompts", "grown", "redteam.jsonl"))
+    counts = {}
+    for name, rows in zip(SETS, (train_red, train_help, eval_harm, border, eval_help)):
+        counts[name] = _write_prompts(run.p("prompts", f"{name}.jsonl"), rows)
+    return {"prompts": sum(counts.values()), **counts, **({"grown": summary} if grow else {})}
+
+
+def critique(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .critique import CritiqueConfig, run_critique
+
+    c, cc = run.config, run.config.critique
+    samp = lambda: Sampling(max_new_tokens=cc.max_new_tokens, temperature=cc.temperature,
+                            top_p=0.95)
+    config = CritiqueConfig(rounds=cc.rounds, few_shot=cc.few_shot, direct=cc.direct,
+                            skip_clean=cc.skip_clean, seed=c.seed, response=samp(),
+                            critique=samp(), revision=samp())
+    return run_critique(LazyBackend(c.models.policy, c.models.batch_size),
+                        load_set(run, "train_redteam"), run.constitution, run.p("critique"),
+                        config, chunk_size=c.models.batch_size, overwrite=overwrite)
+
+
+def helpful(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .generate import generate
+
+    c = run.config
+    rows = load_set(run, "train_helpful")
+    if not rows:
+        return {"records": 0}
+    sampling = Sampling(max_new_tokens=c.sft.helpful_max_new_tokens, temperature=0.7,
+                        top_p=0.95, seed=c.seed)
+    return generate(LazyBackend(c.models.policy, c.models.batch_size), rows, run.p("helpful"),
+                    sampling, batch_size=c.models.batch_size, overwrite=overwrite)
+
+
+def sft_data(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .sft_data import build_sft
+
+    c = run.config
+    help_file = run.p("helpful", "generate.jsonl")
+    return build_sft(run.p("critique", "critique.jsonl"), run.p("sft"),
+                     helpful=help_file if help_file.is_file() else None,
+                     helpful_ratio=c.sft.helpful_ratio, mode=c.sft.mode, seed=c.seed)
+
+
+def sft(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .train.sft import train_sft
+
+    c, s = run.config, run.config.sft
+    m = train_sft(run.p("sft", "sft.jsonl"), run.p("models", "sft"), c.models.policy,
+                  s.epochs, s.max_steps, s.learning_rate, s.batch_size, lora=s.lora, seed=c.seed)
+    return {"steps": m["steps"], "losses": m["losses"]}
+
+
+def pairs(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .generate import generate
+
+    c = run.config
+    prompts = load_set(run, "train_redteam") + load_set(run, "train_helpful")
+    sampling = Sampling(n=2, temperature=c.pairs.temperature, top_p=0.95,
+                        max_new_tokens=c.pairs.max_new_tokens, seed=c.seed)
+    return generate(LazyBackend(run.sft_spec, c.models.batch_size), prompts, run.p("rlaif"),
+                    sampling, batch_size=c.models.batch_size, overwrite=overwrite,
+                    stage_name="pairs")
+
+
+def label(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .feedback import LabelConfig, pairs_from_generations, run_label
+
+    c, lc = run.config, run.config.label
+    config = LabelConfig(ensemble=lc.ensemble, both_orders=lc.both_orders, cot=lc.cot,
+                         clamp=tuple(lc.clamp), few_shot=lc.few_shot, seed=c.seed)
+    return run_label(LazyBackend(c.models.feedback, c.models.batch_size),
+                     pairs_from_generations(read_jsonl(run.p("rlaif", "pairs.jsonl"))),
+                     run.constitution, run.p("rlaif"), config,
+                     chunk_size=c.models.batch_size, overwrite=overwrite)
+
+
+def pm(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .comparisons import load_comparisons
+    from .evaluation.preference import eval_pm
+    from .pm import PreferenceModel
+    from .train.pm import train_pm
+
+    c, pc = run.config, run.config.pm
+    if not pc.enabled:
+        return {"skipped": "pm.enabled = false"}
+    rows = load_comparisons(run.p("rlaif", "labels.jsonl"))
+    held = {r["id"] for r in rows
+            if int(content_hash([c.seed, r["id"], "holdout"])[:8], 16) / 16**8 < pc.holdout}
+    train = [r for r in rows if r["id"] not in held] or rows
+    test = [r for r in rows if r["id"] in held]
+    write_jsonl(run.p("pm-eval", "train.jsonl"), train)
+    m = train_pm(run.p("pm-eval", "train.jsonl"), run.p("models", "pm"), c.models.policy,
+                 epochs=pc.epochs, max_steps=pc.max_steps, learning_rate=pc.learning_rate,
+                 batch_size=pc.batch_size, lora=pc.lora, seed=c.seed)
+    summary: dict[str, Any] = {"steps": m["steps"], "losses": m["losses"], "train": len(train),
+                               "held_out": len(test)}
+    if test:
+        metrics = eval_pm(PreferenceModel.load(run.p("models", "pm")), test, run.p("pm-eval"),
+                          source="held-out AI labels")
+        summary["eval"] = {k: metrics[k] for k in ("accuracy", "ece", "n")}
+    return summary
+
+
+def rl(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .train.dpo import train_dpo
+
+    c, r = run.config, run.config.rl
+    if r.method == "none":
+        return {"skipped": "rl.method = none"}
+    m = train_dpo(run.p("rlaif", "labels.jsonl"), run.p("models", "rl"), run.sft_spec,
+                  beta=r.beta, min_confidence=r.min_confidence, label_smoothing=r.label_smoothing,
+                  epochs=r.epochs, max_steps=r.max_steps, learning_rate=r.learning_rate,
+                  batch_size=r.batch_size, lora=r.lora, seed=c.seed)
+    return {"steps": m["steps"], "losses": m["losses"], "method": r.method,
+            "rows": m["provenance"]["config"]["rows"]}
+
+
+def eval(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .evaluation.suite import evaluate_models
+
+    c = run.config
+    models = {"base": c.models.policy, "sl-cai": run.sft_spec}
+    if run.rl_spec:
+        models["rl-cai"] = run.rl_spec
+    sampling = Sampling(max_new_tokens=c.eval.max_new_tokens, temperature=0.0)
+    if overwrite:
+        import shutil
+
+        shutil.rmtree(run.p("eval"), ignore_errors=True)  # models changed: answer afresh
+    metrics = evaluate_models(models, c.models.feedback, load_set(run, "eval_harmful"),
+                              load_set(run, "eval_borderline"), load_set(run, "eval_helpful"),
+                              run.p("eval"), run.constitution, sampling,
+                              c.eval.judge_principles, c.eval.compare, c.models.batch_size,
+                              c.seed)
+    if run.p("critique", "critique.jsonl").is_file():
+        from .evaluation.suite import harm_by_round
+
+        trajectories = read_jsonl(run.p("critique", "critique.jsonl"))
+        harm_by_round(c.models.feedback, trajectories, run.constitution, run.p("eval"),
+                      1, c.models.batch_size)
+    return {"models": list(models), "summary": summary_rows(metrics)}
+
+
+def summary_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for name, m in metrics["per_model"].items():
+        rows.append({"model": name,
+                     "violation_rate": m["violation"].get("all", {}).get("rate"),
+                     "false_refusal_rate": m["false_refusal"]["rate"],
+                     "evasive_rate": m["evasive_on_harmful"]["rate"],
+                     "elo_harmless": (m.get("elo_harmless") or {}).get("elo"),
+                     "elo_helpful": (m.get("elo_helpful") or {}).get("elo")})
+    return rows
+
+
+def report(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .report import write_report
+
+    path = write_report(run.root, provenance=run.provenance())
+    return {"report": str(path)}
