@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	.venv/bin/cai generate --model smollm2 --prompts src/constitutional/data/demo_prompts.jsonl \
-		--out runs/demo --max-new-tokens 96 --temperature 0
-	.venv/bin/python -c "import json; [print('>', r['messages'][-1]['content'], '\n ', r['responses'][0].replace('\n', ' ')[:300], '\n') for r in map(json.loads, open('runs/demo/generate.jsonl'))]"
+	# The whole method on the packaged model, on CPU: critique/revise, SFT, AI-labelled
+	# pairs, preference model, DPO, then base vs SL-CAI vs RL-CAI and an HTML report.
+	# Rerunning resumes; `make clean` starts over.
+	.venv/bin/cai run demo --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -202,6 +202,8 @@ def critique(
     rounds: int = typer.Option(4, min=1, help="Critique-revision rounds per prompt."),
     principles: str = typer.Option("", help="Comma-separated principle ids to draw from."),
     few_shot: bool = typer.Option(True, help="Put our few-shot examples in the prompts."),
+    few_shot_examples: Optional[int] = typer.Option(
+        None, min=1, help="Use only the first N examples (shorter prompts, faster)."),
     direct: bool = typer.Option(False, help="Revise without a critique (paper's ablation)."),
     skip_clean: bool = typer.Option(True, help="Skip the revision when the critique finds "
                                     "nothing (recorded as skipped)."),
@@ -221,7 +223,8 @@ def critique(
     gen = _sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=0.95)
     config = CritiqueConfig(
         rounds=rounds, principles=tuple(p.strip() for p in principles.split(",") if p.strip()),
-        few_shot=few_shot, direct=direct, skip_clean=skip_clean, seed=seed, response=gen,
+        few_shot=few_shot, few_shot_examples=few_shot_examples, direct=direct,
+        skip_clean=skip_clean, seed=seed, response=gen,
         revision=gen, critique=gen.model_copy(update={"max_new_tokens": min(96, max_new_tokens)}))
     manifest = run_critique(LazyBackend(model, batch_size=batch_size),
                             resolve_prompts(prompts, column, limit), _load(constitution_file),

@@ -55,6 +55,7 @@ class CritiqueConfig:
     rounds: int = 4
     principles: tuple[str, ...] = ()        # subset of principle ids; empty means all
     few_shot: bool = True
+    few_shot_examples: int | None = None    # how many of the bundled examples (None: all)
     direct: bool = False                    # revise without a critique (paper's ablation)
     skip_clean: bool = True                 # no revision when the critique finds nothing
     seed: int = 0
@@ -67,7 +68,8 @@ class CritiqueConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return {"rounds": self.rounds, "principles": list(self.principles),
-                "few_shot": self.few_shot, "direct": self.direct, "skip_clean": self.skip_clean,
+                "few_shot": self.few_shot, "few_shot_examples": self.few_shot_examples,
+                "direct": self.direct, "skip_clean": self.skip_clean,
                 "seed": self.seed, "response": self.response.model_dump(mode="json"),
                 "critique": self.critique.model_dump(mode="json"),
                 "revision": self.revision.model_dump(mode="json")}
@@ -201,7 +203,7 @@ def run_critique(backend: Backend, prompts: list[Prompt], constitution: Constitu
                  chunk_size: int = 64, overwrite: bool = False) -> dict[str, Any]:
     """Write one trajectory per prompt to ``out/critique.jsonl``; resumable by chunk."""
     constitution = constitution.subset(list(config.principles))
-    shots = load_few_shot() if config.few_shot else []
+    shots = load_few_shot()[: config.few_shot_examples] if config.few_shot else []
     settings = {"model": backend.spec, "constitution": constitution.hash, **config.as_dict()}
     stage = RunStore(out).stage(STAGE)
     stage.start(fingerprint=settings,

@@ -70,6 +70,7 @@ class Redteam(_Section):
 class Critique(_Section):
     rounds: int = Field(4, ge=1)
     few_shot: bool = True
+    few_shot_examples: int | None = Field(None, ge=1)  # None: every bundled example
     direct: bool = False
     skip_clean: bool = True
     max_new_tokens: int = Field(128, ge=1)

@@ -67,7 +67,8 @@ def critique(run: "Run", overwrite: bool) -> dict[str, Any]:
     c, cc = run.config, run.config.critique
     samp = lambda: Sampling(max_new_tokens=cc.max_new_tokens, temperature=cc.temperature,
                             top_p=0.95)
-    config = CritiqueConfig(rounds=cc.rounds, few_shot=cc.few_shot, direct=cc.direct,
+    config = CritiqueConfig(rounds=cc.rounds, few_shot=cc.few_shot,
+                            few_shot_examples=cc.few_shot_examples, direct=cc.direct,
                             skip_clean=cc.skip_clean, seed=c.seed, response=samp(),
                             critique=samp(), revision=samp())
     return run_critique(LazyBackend(c.models.policy, c.models.batch_size),

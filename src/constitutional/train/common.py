@@ -33,7 +33,10 @@ def common_args(out: Path, **overrides: Any) -> dict[str, Any]:
     """TrainingArguments fields we set the same way for every trainer."""
     args = dict(output_dir=str(out / "checkpoints"), logging_steps=1, save_strategy="no",
                 report_to="none", bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(),
-                dataloader_num_workers=0, disable_tqdm=False, seed=0)
+                dataloader_num_workers=0, disable_tqdm=False, seed=0,
+                # TRL turns this on by default to save memory; for the small models this
+                # runs on it only costs time (every forward is done twice).
+                gradient_checkpointing=False)
     args.update(overrides)
     return args
 
@@ -53,6 +56,7 @@ def save_trained(trainer, tokenizer, out: Path, spec: str, kind: str,
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)
+    model.config.use_cache = True  # training turns it off; generation wants it back
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     history = [h for h in trainer.state.log_history if "loss" in h]
