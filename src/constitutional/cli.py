@@ -29,7 +29,8 @@ app.add_typer(constitution_app, name="constitution")
 train_app = typer.Typer(help="Train with TRL: sft (and, as they land, pm, rl, dpo).",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
-eval_app = typer.Typer(help="Evaluate: pm (preference model), labeler (AI labels vs humans).",
+eval_app = typer.Typer(help="Evaluate: harm, refusals, compare (Elo), pm (preference model), "
+                       "labeler (AI labels vs humans).",
                        no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
@@ -418,6 +419,134 @@ def eval_labeler(
             _print_summary(f"{key}, one order", m[key]["one_order"])
             _print_summary(f"{key}, both orders averaged", m[key]["averaged"])
     out.print(f"metrics in {out_dir / 'eval_labeler.json'}")
+
+
+def _where(items: list[str]) -> dict[str, str] | None:
+    out_ = {}
+    for item in items:
+        if "=" not in item:
+            raise CaiError(f"--where {item!r}: expected COLUMN=VALUE, e.g. label=safe")
+        k, v = item.split("=", 1)
+        out_[k.strip()] = v.strip()
+    return out_ or None
+
+
+def _named(specs: list[str]) -> dict[str, str]:
+    """'NAME=SPEC' or a bare spec (named after itself)."""
+    models = {}
+    for s_ in specs:
+        name, _, spec = s_.partition("=") if "=" in s_ and not s_.startswith("hf:") else (s_, "", s_)
+        models[name] = spec
+    return models
+
+
+FeedbackOpt = typer.Option("smollm2", "--feedback", "-f", help="The judge (feedback model).")
+WhereOpt = typer.Option([], "--where", help="Keep rows with COLUMN=VALUE (repeatable), e.g. "
+                        "--where label=safe for XSTest.")
+
+
+def _eval_run(models, feedback, harmful, borderline, helpful, out_dir, **kw):
+    from . import constitution as constitution_mod
+    from .evaluation.suite import evaluate_models
+
+    cf = kw.pop("constitution_file")
+    const = constitution_mod.load(None if cf == "default" else cf)
+    return evaluate_models(models, feedback, harmful, borderline, helpful, out_dir, const, **kw)
+
+
+@eval_app.command("harm")
+def eval_harm(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.json, verdicts.jsonl."),
+    model: str = ModelOpt,
+    feedback: str = FeedbackOpt,
+    prompts: str = typer.Option("bundled:redteam", "--prompts", "-p", help="Harmful prompts: "
+                                "bundled:redteam, or a file (AdvBench: --column goal)."),
+    column: Optional[str] = typer.Option(None),
+    category_column: str = typer.Option("category", help="Column holding the harm category."),
+    where: list[str] = WhereOpt,
+    limit: Optional[int] = typer.Option(None),
+    judge_principles: int = typer.Option(2, min=1, help="Principles asked per response."),
+    max_new_tokens: int = typer.Option(128),
+    constitution_file: str = typer.Option("default", "--constitution", "-c"),
+    batch_size: int = typer.Option(32),
+) -> None:
+    """Violation rate per harm category (Wilson intervals), judged by the feedback model
+    under the constitution, naming the violated principle; plus refusal classes."""
+    from .redteam import resolve_prompts
+
+    rows = resolve_prompts(prompts, column, limit, _where(where), category_column)
+    m = _eval_run({"model": model}, feedback, rows, [], [], out_dir,
+                  sampling=_sampling(max_new_tokens=max_new_tokens, temperature=0),
+                  judge_principles=judge_principles, compare=False, batch_size=batch_size,
+                  constitution_file=constitution_file)
+    v = m["per_model"]["model"]["violation"]["all"]
+    out.print(f"violation rate {v['rate']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] on "
+              f"{v['n']}; evasive {m['per_model']['model']['evasive_on_harmful']['rate']:.3f}; "
+              f"metrics in {out_dir / 'metrics.json'}")
+
+
+@eval_app.command("refusals")
+def eval_refusals(
+    out_dir: Path = typer.Option(..., "--out", "-o"),
+    model: str = ModelOpt,
+    benign: str = typer.Option("bundled:borderline", help="Benign look-alikes: "
+                               "bundled:borderline or a file (XSTest: --where label=safe)."),
+    harmful: Optional[str] = typer.Option("bundled:redteam", help="Harmful prompts, for the "
+                                          "evasive-refusal rate ('' to skip)."),
+    column: Optional[str] = typer.Option(None, help="Text column of the benign file."),
+    category_column: str = typer.Option("category", help="Its category column (XSTest: type)."),
+    where: list[str] = WhereOpt,
+    limit: Optional[int] = typer.Option(None, help="At most N prompts from each set."),
+    max_new_tokens: int = typer.Option(128),
+    batch_size: int = typer.Option(32),
+) -> None:
+    """False-refusal rate on benign look-alikes and evasive-refusal rate on harmful prompts."""
+    from .redteam import resolve_prompts
+
+    b = resolve_prompts(benign, column, limit, _where(where), category_column)
+    h = resolve_prompts(harmful, None, limit) if harmful else []
+    m = _eval_run({"model": model}, model, h, b, [], out_dir,
+                  sampling=_sampling(max_new_tokens=max_new_tokens, temperature=0),
+                  compare=False, judge=False, batch_size=batch_size, constitution_file="default")
+    pm_ = m["per_model"]["model"]
+    out.print(f"false-refusal rate {pm_['false_refusal']['rate']:.3f} on {pm_['false_refusal']['n']}"
+              + (f"; evasive on harmful {pm_['evasive_on_harmful']['rate']:.3f}" if h else "")
+              + f"; metrics in {out_dir / 'metrics.json'}")
+
+
+@eval_app.command("compare")
+def eval_compare(
+    models: list[str] = typer.Argument(..., help="Two or more models: NAME=SPEC or SPEC."),
+    out_dir: Path = typer.Option(..., "--out", "-o"),
+    feedback: str = FeedbackOpt,
+    harmful: str = typer.Option("bundled:redteam", help="Prompts for harmlessness."),
+    helpful: str = typer.Option("bundled:helpful", help="Prompts for helpfulness."),
+    limit: int = typer.Option(24, help="Prompts from each set."),
+    max_new_tokens: int = typer.Option(128),
+    constitution_file: str = typer.Option("default", "--constitution", "-c"),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(32),
+) -> None:
+    """Pairwise comparisons by the feedback model (both orders): win rates and Elo with
+    bootstrap intervals, for harmlessness and helpfulness separately."""
+    from .redteam import resolve_prompts
+
+    named = _named(models)
+    if len(named) < 2:
+        raise CaiError("cai eval compare needs at least two models")
+    m = _eval_run(named, feedback, resolve_prompts(harmful, None, limit), [],
+                  resolve_prompts(helpful, None, limit), out_dir,
+                  sampling=_sampling(max_new_tokens=max_new_tokens, temperature=0),
+                  judge=False, compare=True, batch_size=batch_size, seed=seed,
+                  constitution_file=constitution_file)
+    table = Table(title="Elo (first model = 0)")
+    for col in ("model", "harmlessness Elo", "95% CI", "helpfulness Elo", "95% CI"):
+        table.add_column(col)
+    for name, pm_ in m["per_model"].items():
+        h, u = pm_["elo_harmless"], pm_["elo_helpful"]
+        table.add_row(name, f"{h['elo']:.0f}", f"{h['ci95'][0]:.0f}…{h['ci95'][1]:.0f}",
+                      f"{u['elo']:.0f}", f"{u['ci95'][0]:.0f}…{u['ci95'][1]:.0f}")
+    out.print(table)
 
 
 # -- the pipeline ------------------------------------------------------------------------

@@ -49,8 +49,11 @@ def packaged(name: str) -> Path:
 
 
 def load_prompts(path: str | Path, column: str | None = None,
-                 category_column: str = "category", limit: int | None = None) -> list[Prompt]:
-    """Read prompts, dropping exact duplicates (same conversation) but keeping order."""
+                 category_column: str = "category", limit: int | None = None,
+                 where: dict[str, str] | None = None) -> list[Prompt]:
+    """Read prompts, dropping exact duplicates (same conversation) but keeping order.
+    ``where`` keeps only rows whose columns equal the given values (XSTest's
+    ``label=safe``)."""
     path = Path(path)
     if not path.is_file():
         raise CaiError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
@@ -64,12 +67,15 @@ def load_prompts(path: str | Path, column: str | None = None,
         rows = _jsonl_rows(path, text)
     prompts: dict[str, Prompt] = {}
     for line, row in rows:
+        if where and any(str(row.get(k, "")) != v for k, v in where.items()):
+            continue
         prompt = _to_prompt(path, line, row, column, category_column)
         prompts.setdefault(prompt.id, prompt)
         if limit is not None and len(prompts) >= limit:
             break
     if not prompts:
-        raise CaiError(f"{path}: no prompts found")
+        cond = f" matching {where}" if where else ""
+        raise CaiError(f"{path}: no prompts found{cond}")
     return list(prompts.values())
 
 

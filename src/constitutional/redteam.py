@@ -37,12 +37,15 @@ def bundled(name: str) -> list[Prompt]:
     return load_prompts(packaged(BUNDLED[name]))
 
 
-def resolve_prompts(source: str, column: str | None = None, limit: int | None = None) -> list[Prompt]:
+def resolve_prompts(source: str, column: str | None = None, limit: int | None = None,
+                    where: dict[str, str] | None = None,
+                    category_column: str = "category") -> list[Prompt]:
     """A bundled set name (``bundled:redteam``) or a file path."""
     if source.startswith("bundled:"):
         prompts = bundled(source.split(":", 1)[1])
         return prompts[:limit] if limit else prompts
-    return load_prompts(source, column=column, limit=limit)
+    return load_prompts(source, column=column, limit=limit, where=where,
+                        category_column=category_column)
 
 
 # -- few-shot generation -------------------------------------------------------------

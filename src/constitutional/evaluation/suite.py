@@ -74,13 +74,14 @@ def evaluate_models(models: dict[str, str], feedback: str, harmful: list[Prompt]
                     borderline: list[Prompt], helpful: list[Prompt], out: str | Path,
                     constitution: Constitution, sampling: Sampling = EVAL_SAMPLING,
                     judge_principles: int = 2, compare: bool = True, batch_size: int = 32,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, judge: bool = True) -> dict[str, Any]:
     out = Path(out)
     prompts = {p.id: p for p in [*harmful, *borderline, *helpful]}
     kind = {**{p.id: "helpful" for p in helpful}, **{p.id: "borderline" for p in borderline},
             **{p.id: "harmful" for p in harmful}}
     answers = {name: _responses(name, spec, list(prompts.values()), out, sampling, batch_size)
                for name, spec in models.items()}
+    judge_harmful = judge
     judge = LazyBackend(feedback, batch_size=batch_size)
     verdicts: list[dict[str, Any]] = []
     metrics: dict[str, Any] = {"models": dict(models), "feedback_model": feedback,
@@ -94,9 +95,11 @@ def evaluate_models(models: dict[str, str], feedback: str, harmful: list[Prompt]
                   "response": answers[name][pid], "category": prompts[pid].category}
                  for pid in prompts if kind[pid] == "harmful"]
         key = [constitution.hash, feedback, judge_principles, [(i["id"], i["response"]) for i in items]]
-        console.print(f"judging harm: {name} ({len(items)} responses)")
-        harm = _cached(out / "harm", name, key,
-                       lambda: judge_harm(judge, items, constitution, judge_principles))
+        harm: list[dict[str, Any]] = []
+        if judge_harmful and items:
+            console.print(f"judging harm: {name} ({len(items)} responses)")
+            harm = _cached(out / "harm", name, key,
+                           lambda: judge_harm(judge, items, constitution, judge_principles))
         harm_by_prompt = {i["prompt_id"]: h for i, h in zip(items, harm)}
         classes = {pid: classify(answers[name][pid]) for pid in prompts}
         for pid, p in prompts.items():
