@@ -212,3 +212,18 @@ def test_refusal_rules_agree_with_our_labelled_set():
     labels = Counter(k for k, row in a["confusion"].items() for _ in range(sum(row.values())))
     assert min(labels.values()) >= 12  # every class is represented
     assert a["accuracy"] >= 0.9 and a["kappa"] >= 0.85, a["errors"]
+
+
+def test_rl_reads_the_preference_model_only_when_it_is_rloo(tmp_path):
+    def changed(method):
+        keys = []
+        for lr in ("0.001", "0.002"):
+            run = Run(load_config(None, [f"rl.method={method!r}".replace("'", '"'),
+                                         f"pm.learning_rate={lr}"]), tmp_path)
+            for s in STAGES:
+                run.keys[s] = run.key(s)
+            keys.append(run.keys)
+        return {s for s in STAGES if keys[0][s] != keys[1][s]}
+
+    assert changed("dpo") == {"pm", "report"}
+    assert changed("rloo") == {"pm", "rl", "eval", "report"}

@@ -360,6 +360,112 @@ def train_pm(
               f"last loss {m['losses'][-1]:.4f}; preference model in {out_dir}")
 
 
+@train_app.command("dpo")
+def train_dpo(
+    data: Path = typer.Option(..., help="labels.jsonl from cai label (or any comparison file)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the trained policy."),
+    model: str = typer.Option(..., "--model", "-m", help="Starting policy, also the DPO "
+                              "reference (usually hf:runs/x/sft-model)."),
+    beta: float = typer.Option(0.1, min=0.0),
+    min_confidence: float = typer.Option(0.55, min=0.5, max=1.0, help="Drop pairs whose "
+                                         "soft label is closer to 0.5 than this."),
+    label_smoothing: str = typer.Option("0", help="cDPO label smoothing in [0, 0.5), or "
+                                        "'auto': the kept pairs' mean 1 - p_chosen."),
+    epochs: float = typer.Option(1.0),
+    max_steps: int = typer.Option(-1),
+    learning_rate: float = typer.Option(5e-6),
+    batch_size: int = typer.Option(4),
+    max_length: int = typer.Option(768),
+    lora: bool = typer.Option(False),
+    seed: int = typer.Option(0),
+) -> None:
+    """DPO on AI-labelled pairs (TRL DPOTrainer). Soft labels: confidence filter, and
+    optionally label smoothing."""
+    from .train.dpo import train_dpo as run
+
+    smoothing = label_smoothing if label_smoothing == "auto" else _float(label_smoothing,
+                                                                         "--label-smoothing")
+    m = run(data, out_dir, model, beta, min_confidence, smoothing, epochs, max_steps,
+            learning_rate, batch_size, max_length, lora, seed)
+    c = m["provenance"]["config"]
+    out.print(f"trained {m['steps']} steps on {c['rows']} pairs ({c['dropped']} dropped as "
+              f"unsure), last loss {m['losses'][-1]:.4f}; model in {out_dir}")
+
+
+def _float(text: str, option: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise CaiError(f"{option} {text!r}: expected a number") from None
+
+
+@train_app.command("rl")
+def train_rl(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the trained policy."),
+    model: str = typer.Option(..., "--model", "-m", help="Starting policy and KL reference "
+                              "(usually hf:runs/x/sft-model)."),
+    pm: Optional[Path] = typer.Option(None, help="Preference model from cai train pm."),
+    reward: str = typer.Option("pm", help="pm, or direct (the feedback model's preference "
+                               "against the reference's own answer)."),
+    feedback: str = typer.Option("smollm2", help="Feedback model for direct and constrained."),
+    prompts: str = typer.Option("bundled:redteam", "--prompts", "-p"),
+    helpful: Optional[str] = typer.Option("bundled:helpful", help="Helpfulness prompts to mix in."),
+    helpful_ratio: float = typer.Option(0.5, min=0.0, help="Helpful prompts per red-team prompt."),
+    limit: Optional[int] = typer.Option(32, help="Red-team prompts to use."),
+    constrained: bool = typer.Option(False, help="Reward minus λ·harm cost, λ by dual ascent."),
+    cost_target: float = typer.Option(0.2, help="Harm-cost target for --constrained."),
+    lambda_lr: float = typer.Option(0.5, help="Dual-ascent step size for λ."),
+    beta: float = typer.Option(0.05, min=0.0, help="KL penalty to the reference (>0)."),
+    num_generations: int = typer.Option(4, min=2, help="Completions per prompt (RLOO's k)."),
+    max_completion_length: int = typer.Option(64),
+    max_steps: int = typer.Option(10),
+    learning_rate: float = typer.Option(1e-6),
+    batch_size: int = typer.Option(4, help="Completions per step (a multiple of k)."),
+    lora: bool = typer.Option(False),
+    checkpoint_every: int = typer.Option(0, help="Keep a checkpoint every N steps (0: none)."),
+    constitution_file: str = typer.Option("default", "--constitution", "-c"),
+    seed: int = typer.Option(0),
+) -> None:
+    """RL-CAI with TRL's RLOOTrainer: preference-model reward, KL penalty to the reference,
+    the over-training monitor logged every step."""
+    from .redteam import resolve_prompts
+    from .train.rl import build_prompts, train_rl as run
+
+    red = resolve_prompts(prompts, None, limit)
+    helps = resolve_prompts(helpful, None, None) if helpful else []
+    m = run(build_prompts(red, helps, helpful_ratio, seed), out_dir, model, reward, pm, feedback,
+            _load(constitution_file), constrained, cost_target, lambda_lr, beta,
+            num_generations, max_completion_length, 1.0, max_steps, learning_rate, batch_size,
+            lora, checkpoint_every, seed)
+    last = m["monitor"][-1] if m["monitor"] else {}
+    out.print(f"trained {m['steps']} steps; last batch: reward {last.get('reward_raw', 0):.3f}, "
+              f"boilerplate {last.get('boilerplate_rate', 0):.2f}, distinct-2 "
+              f"{last.get('distinct_2', 0):.2f}; model in {out_dir}")
+
+
+@eval_app.command("overtraining")
+def eval_overtraining(
+    responses: Path = typer.Argument(..., help="A generate/pairs JSONL (or verdicts.jsonl)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write overtraining.json."),
+) -> None:
+    """Boilerplate rate, distinct-1/2, length and refusal rate of a set of responses, with
+    warnings where a figure crosses its threshold."""
+    from .evaluation.overtraining import monitor, warnings_for
+    from .sft_data import read_jsonl
+
+    rows = read_jsonl(responses)
+    texts = [t for r in rows for t in (r.get("responses") or [r.get("response", "")])]
+    stats = monitor(texts)
+    warn = warnings_for(stats)
+    for k, v in stats.items():
+        out.print(f"{k:18} {v:.3f}" if isinstance(v, float) else f"{k:18} {v}")
+    for w in warn:
+        out.print(f"[yellow]warning:[/yellow] {w}")
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "overtraining.json").write_text(json.dumps({**stats, "warnings": warn}, indent=2))
+
+
 DataOpt = typer.Option(..., help="Comparisons: our labels/preferences JSONL, HH-RLHF "
                        "(.jsonl or .jsonl.gz), or a BIG-bench HHH task.json.")
 FormatOpt = typer.Option("auto", "--format", help="auto, ours, hh or hhh.")

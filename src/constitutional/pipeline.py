@@ -112,8 +112,11 @@ class PM(_Section):
 
 
 class RL(_Section):
-    method: Literal["dpo", "none"] = "dpo"
-    beta: float = Field(0.1, gt=0)
+    method: Literal["dpo", "rloo", "none"] = "dpo"   # rloo: RL against the preference model
+    beta: float = Field(0.1, gt=0)                    # DPO's beta, or RLOO's KL coefficient
+    num_generations: int = Field(4, ge=2)             # rloo: completions per prompt
+    max_completion_length: int = Field(64, ge=1)      # rloo
+    checkpoint_every: int = Field(0, ge=0)            # rloo: keep a checkpoint every N steps
     min_confidence: float = Field(0.55, ge=0.5, le=1)
     label_smoothing: float | Literal["auto"] = 0.0
     epochs: float = Field(1.0, gt=0)
@@ -235,7 +238,7 @@ STAGES = ["prompts", "critique", "helpful", "sft-data", "sft", "pairs", "label",
 UPSTREAM: dict[str, tuple[str, ...]] = {
     "prompts": (), "critique": ("prompts",), "helpful": ("prompts",),
     "sft-data": ("critique", "helpful"), "sft": ("sft-data",), "pairs": ("sft", "prompts"),
-    "label": ("pairs",), "pm": ("label",), "rl": ("label", "sft"),
+    "label": ("pairs",), "pm": ("label",), "rl": ("label", "sft", "pm"),
     "eval": ("prompts", "sft", "rl"), "report": ("eval", "pm", "label", "critique"),
 }
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -270,8 +273,10 @@ class Run:
     def key(self, stage: str) -> str:
         c = self.config
         own = {s: getattr(c, s).model_dump(mode="json") for s in SECTIONS[stage]}
+        upstream = [u for u in UPSTREAM[stage]
+                    if not (stage == "rl" and u == "pm" and c.rl.method != "rloo")]
         return content_hash([stage, own, c.seed, c.models.model_dump(mode="json"),
-                             self.constitution.hash, [self.keys[u] for u in UPSTREAM[stage]]])
+                             self.constitution.hash, [self.keys[u] for u in upstream]])
 
     def marker(self, stage: str) -> dict[str, Any] | None:
         path = self.markers / f"{stage}.json"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .backends import LazyBackend
+from .errors import CaiError
 from .backends.base import Sampling
 from .hashing import content_hash
 from .prompts import Prompt, load_prompts
@@ -165,6 +166,22 @@ def rl(run: "Run", overwrite: bool) -> dict[str, Any]:
     c, r = run.config, run.config.rl
     if r.method == "none":
         return {"skipped": "rl.method = none"}
+    if r.method == "rloo":
+        from .train.rl import train_rl
+
+        if not c.pm.enabled:
+            raise CaiError("rl.method = 'rloo' needs the preference model (pm.enabled = true)")
+        prompts = [[m.model_dump() for m in p.messages]
+                   for p in load_set(run, "train_redteam") + load_set(run, "train_helpful")]
+        m = train_rl(prompts, run.p("models", "rl"), run.sft_spec, "pm", run.p("models", "pm"),
+                     c.models.feedback, run.constitution, beta=r.beta,
+                     num_generations=r.num_generations,
+                     max_completion_length=r.max_completion_length,
+                     max_steps=r.max_steps if r.max_steps > 0 else 10,
+                     learning_rate=r.learning_rate, batch_size=r.batch_size, lora=r.lora,
+                     checkpoint_every=r.checkpoint_every, seed=c.seed)
+        return {"steps": m["steps"], "losses": m["losses"], "method": "rloo",
+                "monitor_last": m["monitor"][-1] if m["monitor"] else None}
     m = train_dpo(run.p("rlaif", "labels.jsonl"), run.p("models", "rl"), run.sft_spec,
                   beta=r.beta, min_confidence=r.min_confidence, label_smoothing=r.label_smoothing,
                   epochs=r.epochs, max_steps=r.max_steps, learning_rate=r.learning_rate,

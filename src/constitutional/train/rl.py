@@ -1,0 +1,227 @@
+"""RL-CAI: optimise the policy against the preference model with a KL penalty.
+
+    cai train rl --pm runs/x/pm --model hf:runs/x/sft-model --out runs/x/rl-model
+
+We use TRL's **RLOOTrainer** (TRL 1.x ships no PPO). RLOO samples k completions per
+prompt and uses the mean reward of the other k − 1 as each one's baseline, so it needs
+no value network — one model fewer in memory than PPO, which matters on a CPU — and with
+``beta > 0`` it adds the KL penalty to the reference (the starting SL-CAI model; with
+LoRA the reference is the same weights with the adapter off). GRPO would also work; RLOO's
+leave-one-out baseline is the unbiased one of the two and it is what Ahmadian et al. (2024)
+showed matching PPO for RLHF.
+
+Rewards (``reward``):
+* ``pm``      the trained preference model's score of (prompt, completion)
+* ``direct``  direct RLAIF: the feedback model's probability that the completion is better
+              than the reference model's own answer, under a sampled principle (both orders)
+``constrained``: reward = helpfulness − λ · harm cost, the cost being the feedback
+model's probability that the completion violates the constitution; λ follows dual ascent,
+λ ← max(0, λ + η (mean cost − target)), logged every step.
+
+The over-training monitor (boilerplate, distinct-n, length, refusals) runs on every
+batch of completions and is logged next to reward and KL; checkpoints are kept every
+``checkpoint_every`` steps so a run can be rolled back to before the Goodhart point.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import CaiError
+from ..evaluation.overtraining import monitor, warnings_for
+from ..progress import console
+from .common import LossPrinter, common_args, load_tokenizer, lora_config, save_trained
+
+
+@dataclass
+class DualAscent:
+    """Lagrange multiplier for ``cost ≤ target``: raised while the cost is over target."""
+    target: float
+    lr: float
+    value: float = 0.0
+
+    def update(self, mean_cost: float) -> float:
+        self.value = max(0.0, self.value + self.lr * (mean_cost - self.target))
+        return self.value
+
+
+def _texts(completions: list[Any]) -> list[str]:
+    return [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
+
+
+class Rewards:
+    """The callable RLOOTrainer calls each step: rewards plus logged monitor figures."""
+
+    __name__ = "cai_reward"
+
+    def __init__(self, score: Callable[[list, list[str]], list[float]],
+                 cost: Callable[[list, list[str]], list[float]] | None = None,
+                 dual: DualAscent | None = None):
+        self.score, self.cost, self.dual = score, cost, dual
+        self.history: list[dict[str, float]] = []
+        self._warned: set[str] = set()
+
+    def __call__(self, prompts, completions, log_metric=None, **_: Any) -> list[float]:
+        texts = _texts(completions)
+        rewards = self.score(prompts, texts)
+        stats = monitor(texts)
+        logged: dict[str, float] = {k: v for k, v in stats.items() if k != "n"}
+        logged["reward_raw"] = sum(rewards) / len(rewards)
+        if self.cost is not None and self.dual is not None:
+            costs = self.cost(prompts, texts)
+            lam = self.dual.value  # this batch is penalised with the current λ
+            rewards = [r - lam * c for r, c in zip(rewards, costs)]
+            logged["harm_cost"] = sum(costs) / len(costs)
+            logged["lambda"] = self.dual.update(logged["harm_cost"])
+        for w in warnings_for(stats):
+            key = w.split(" ")[0]
+            if key not in self._warned:
+                console.print(f"[yellow]over-training warning:[/yellow] {w}")
+                self._warned.add(key)
+        if log_metric is not None:
+            for k, v in logged.items():
+                log_metric(k, float(v))
+        self.history.append(logged)
+        return rewards
+
+
+def pm_scorer(pm_dir: str | Path) -> Callable[[list, list[str]], list[float]]:
+    from ..pm import PreferenceModel
+
+    pm = PreferenceModel.load(pm_dir)
+    return lambda prompts, texts: pm.rewards(prompts, texts)
+
+
+def direct_scorer(feedback: str, constitution, references: dict[str, str],
+                  seed: int) -> Callable[[list, list[str]], list[float]]:
+    """p(completion better than the reference answer) from the feedback model."""
+    from ..backends import LazyBackend
+    from ..feedback import LabelConfig, label_pairs
+    from ..hashing import content_hash
+
+    judge = LazyBackend(feedback)
+
+    def score(prompts, texts):
+        pairs = []
+        for i, (p, t) in enumerate(zip(prompts, texts)):
+            key = content_hash(p)
+            pairs.append({"id": content_hash([key, t, i]), "messages": p,
+                          "responses": [t, references.get(key, "")]})
+        rows = label_pairs(judge, pairs, constitution, LabelConfig(seed=seed))
+        return [(r["p_response0_ab"] + r["p_response0_ba"]) / 2 for r in rows]
+
+    return score
+
+
+def harm_cost(feedback: str, constitution) -> Callable[[list, list[str]], list[float]]:
+    from ..backends import LazyBackend
+    from ..evaluation.harm import judge_harm
+    from ..hashing import content_hash
+
+    judge = LazyBackend(feedback)
+
+    def cost(prompts, texts):
+        items = [{"id": content_hash([p, t, i]), "messages": p, "response": t}
+                 for i, (p, t) in enumerate(zip(prompts, texts))]
+        return [r["p_violation"] for r in judge_harm(judge, items, constitution, k=1)]
+
+    return cost
+
+
+def build_prompts(redteam, helpful, helpful_ratio: float, seed: int) -> list[list[dict[str, str]]]:
+    """Red-team prompts plus ``helpful_ratio`` helpful ones per red-team prompt, shuffled."""
+    rng = random.Random(seed)
+    k = min(len(helpful), round(helpful_ratio * len(redteam)))
+    chosen = list(redteam) + rng.sample(list(helpful), k)
+    rng.shuffle(chosen)
+    return [[m.model_dump() for m in p.messages] for p in chosen]
+
+
+def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str,
+             reward: str = "pm", pm: str | Path | None = None, feedback: str = "smollm2",
+             constitution=None, constrained: bool = False, cost_target: float = 0.2,
+             lambda_lr: float = 0.5, beta: float = 0.05, num_generations: int = 4,
+             max_completion_length: int = 64, temperature: float = 1.0, max_steps: int = 10,
+             learning_rate: float = 1e-6, batch_size: int = 4, lora: bool = False,
+             checkpoint_every: int = 0, seed: int = 0) -> dict[str, Any]:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import RLOOConfig, RLOOTrainer
+
+    out = Path(out)
+    if not prompts:
+        raise CaiError("no prompts to train on")
+    if reward == "pm":
+        if pm is None:
+            raise CaiError("--reward pm needs --pm (a folder from cai train pm)")
+        score = pm_scorer(pm)
+    elif reward == "direct":
+        if constitution is None:
+            raise CaiError("direct RLAIF needs a constitution")
+        references = _references(model, prompts, max_completion_length)
+        score = direct_scorer(feedback, constitution, references, seed)
+    else:
+        raise CaiError(f"--reward {reward!r}: expected pm or direct")
+    if batch_size % num_generations:
+        raise CaiError(f"--batch-size {batch_size} must be a multiple of --num-generations "
+                       f"{num_generations} (each prompt's completions share a batch)")
+    rewards = Rewards(score, harm_cost(feedback, constitution) if constrained else None,
+                      DualAscent(cost_target, lambda_lr) if constrained else None)
+    path, tokenizer = load_tokenizer(model)
+    policy = AutoModelForCausalLM.from_pretrained(path)
+    dataset = Dataset.from_list([{"prompt": p} for p in prompts])
+    settings = dict(reward=reward, pm=str(pm) if pm else None, feedback=feedback,
+                    constrained=constrained, cost_target=cost_target, lambda_lr=lambda_lr,
+                    beta=beta, num_generations=num_generations,
+                    max_completion_length=max_completion_length, temperature=temperature,
+                    max_steps=max_steps, lr=learning_rate, batch_size=batch_size, lora=lora,
+                    prompts=len(prompts), seed=seed)
+    save = dict(save_strategy="steps", save_steps=checkpoint_every) if checkpoint_every else {}
+    args = RLOOConfig(**common_args(out, max_steps=max_steps, learning_rate=learning_rate,
+                                    per_device_train_batch_size=batch_size, seed=seed, **save),
+                      beta=beta, num_generations=num_generations,
+                      max_completion_length=max_completion_length, temperature=temperature,
+                      top_p=1.0)
+    trainer = RLOOTrainer(model=policy, reward_funcs=rewards, args=args, train_dataset=dataset,
+                          processing_class=tokenizer,
+                          peft_config=lora_config() if lora else None,
+                          callbacks=[RLPrinter()])
+    trainer.train()
+    manifest = save_trained(trainer, tokenizer, out, model, "rl", settings)
+    manifest["monitor"] = rewards.history
+    import json
+
+    (out / "cai_training.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    return manifest
+
+
+def _references(model: str, prompts, max_new_tokens: int) -> dict[str, str]:
+    """The starting model's greedy answers, the bar direct RLAIF compares against."""
+    from ..backends import load_backend
+    from ..backends.base import GenerationRequest, Message, Sampling
+    from ..hashing import content_hash
+
+    backend = load_backend(model)
+    gens = backend.generate([GenerationRequest(
+        messages=tuple(Message.model_validate(m) for m in p),
+        sampling=Sampling(max_new_tokens=max_new_tokens, temperature=0)) for p in prompts])
+    return {content_hash(p): g.texts[0] for p, g in zip(prompts, gens)}
+
+
+class RLPrinter(LossPrinter):
+    """One line per step: reward, KL and the monitor's figures."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs:
+            return
+        parts = [f"step {state.global_step}/{state.max_steps}"]
+        for name, key in (("reward", "reward"), ("kl", "kl"),
+                          ("boilerplate", "boilerplate_rate"), ("distinct-2", "distinct_2"),
+                          ("refusals", "refusal_rate"), ("λ", "lambda")):
+            if key in logs:
+                parts.append(f"{name} {float(logs[key]):.3f}")
+        if len(parts) > 1:
+            console.print("  ".join(parts))

@@ -1,0 +1,84 @@
+"""RL-CAI: the λ update, the boilerplate detector, the reward wrapper (constructed cases),
+then short real RL (RLOO against a preference model) and DPO runs on the default model."""
+
+import json
+
+import pytest
+
+from constitutional.evaluation.overtraining import monitor, warnings_for
+from constitutional.train.rl import DualAscent, Rewards
+
+from .conftest import cai
+
+
+def test_dual_ascent_raises_lambda_while_over_target_and_never_below_zero():
+    d = DualAscent(target=0.2, lr=0.5)
+    assert d.update(0.6) == pytest.approx(0.2)   # 0 + 0.5 * (0.6 - 0.2)
+    assert d.update(0.6) == pytest.approx(0.4)
+    assert d.update(0.2) == pytest.approx(0.4)   # on target: unchanged
+    assert d.update(0.0) == pytest.approx(0.3)   # under target: lowered
+    assert DualAscent(0.2, 0.5).update(0.0) == 0.0  # clipped at zero
+
+
+def test_boilerplate_detector_on_constructed_cases():
+    varied = ["Boil the pasta for nine minutes, then drain it.",
+              "Paris is the capital of France.",
+              "Use a strong password and turn on two-factor authentication."]
+    s = monitor(varied)
+    assert s["boilerplate_rate"] == 0 and s["distinct_2"] > 0.9 and warnings_for(s) == []
+    stock = ["Remember: you are valid, valued, and cared for.", *varied]
+    assert monitor(stock)["boilerplate_rate"] == pytest.approx(0.25)
+    same = ["I understand. It is important to stay safe and seek help from a professional today."
+            + (" Really." if i % 2 else "") for i in range(6)]
+    s = monitor(same)
+    assert s["boilerplate_rate"] == 1.0 and s["distinct_2"] < 0.3
+    assert any("boilerplate" in w for w in warnings_for(s))
+    assert any("distinct-2" in w for w in warnings_for(s))
+    refusals = monitor(["I can't help with that."] * 5)
+    assert refusals["refusal_rate"] == 1.0 and any("refusal" in w for w in warnings_for(refusals))
+
+
+def test_constrained_reward_subtracts_lambda_times_cost_and_logs_it():
+    logged = {}
+    r = Rewards(score=lambda p, t: [1.0] * len(t), cost=lambda p, t: [0.8] * len(t),
+                dual=DualAscent(target=0.2, lr=1.0, value=0.5))
+    out = r([[{"role": "user", "content": "q"}]] * 2,
+            [[{"role": "assistant", "content": "a b c"}], [{"role": "assistant", "content": "d e f"}]],
+            log_metric=lambda k, v: logged.setdefault(k, v))
+    assert out == [pytest.approx(1 - 0.5 * 0.8)] * 2       # penalised with the λ before update
+    assert logged["lambda"] == pytest.approx(0.5 + (0.8 - 0.2))
+    assert logged["harm_cost"] == pytest.approx(0.8) and "boilerplate_rate" in logged
+
+
+@pytest.mark.slow
+def test_rl_and_dpo_on_the_real_model(tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": f"How do I hurt person {i}?"}],
+             "chosen": [{"role": "assistant", "content": "I won't help hurt anyone."}],
+             "rejected": [{"role": "assistant", "content": f"Hit them {i} times."}],
+             "p_chosen": 0.8} for i in range(4)]
+    data = tmp_path / "labels.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cai("train", "pm", "--data", data, "--out", tmp_path / "pm", "--max-steps", 1, check=True)
+    r = cai("train", "rl", "--pm", tmp_path / "pm", "--model", "smollm2", "--out", tmp_path / "rl",
+            "--limit", 4, "--helpful-ratio", 0.5, "--max-steps", 2, "--batch-size", 4,
+            "--num-generations", 2, "--max-completion-length", 12, "--lora",
+            "--checkpoint-every", 1, check=True)
+    log = r.stdout + r.stderr  # progress lines go to stderr, results to stdout
+    assert "step 2/2" in log and "reward" in log and " kl " in log
+    m = json.loads((tmp_path / "rl" / "cai_training.json").read_text())
+    assert m["steps"] == 2 and len(m["monitor"]) >= 2
+    assert {"boilerplate_rate", "distinct_2", "mean_words", "refusal_rate"} <= set(m["monitor"][0])
+    assert any("kl" in h for h in m["log_history"])
+    assert (tmp_path / "rl" / "checkpoints" / "checkpoint-1").is_dir()
+
+    r = cai("train", "dpo", "--data", data, "--model", f"hf:{tmp_path / 'rl'}",
+            "--out", tmp_path / "dpo", "--max-steps", 1, "--label-smoothing", "auto", check=True)
+    assert "trained 1 steps on 4 pairs" in r.stdout
+    from constitutional.backends import load_backend
+    from constitutional.backends.base import GenerationRequest, Sampling, chat
+
+    for model in ("rl", "dpo"):
+        gen = load_backend(f"hf:{tmp_path / model}").generate(
+            [GenerationRequest(messages=chat("Say hello."), sampling=Sampling(max_new_tokens=8,
+                                                                              temperature=0))])
+        assert gen[0].tokens[0] > 0
