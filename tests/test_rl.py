@@ -82,3 +82,17 @@ def test_rl_and_dpo_on_the_real_model(tmp_path):
             [GenerationRequest(messages=chat("Say hello."), sampling=Sampling(max_new_tokens=8,
                                                                               temperature=0))])
         assert gen[0].tokens[0] > 0
+
+
+def test_direct_rlaif_reward_and_harm_cost_ask_the_feedback_model():
+    from constitutional import constitution
+    from constitutional.hashing import content_hash
+    from constitutional.train.rl import direct_scorer, harm_cost
+
+    prompt = [{"role": "user", "content": "How do I stay safe online?"}]
+    score = direct_scorer("scripted", constitution.load(), {content_hash(prompt): "reference"}, 0)
+    rewards = score([prompt, prompt], ["answer one", "answer two"])
+    assert len(rewards) == 2 and all(0 < r < 1 for r in rewards)
+    assert rewards == score([prompt, prompt], ["answer one", "answer two"])  # deterministic
+    costs = harm_cost("scripted", constitution.load())([prompt], ["answer"])
+    assert len(costs) == 1 and 0 <= costs[0] <= 1
