@@ -38,6 +38,7 @@ out = Console()
 
 ModelOpt = typer.Option("smollm2", "--model", "-m",
                         help="Model spec: smollm2 (packaged default), hf:DIR, or scripted.")
+FeedbackOpt = typer.Option("smollm2", "--feedback", "-f", help="The judge (feedback model).")
 
 
 def _version(value: bool) -> None:
@@ -443,6 +444,82 @@ def train_rl(
               f"{last.get('distinct_2', 0):.2f}; model in {out_dir}")
 
 
+@eval_app.command("robustness")
+def eval_robustness(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for robustness.json/.jsonl."),
+    model: str = ModelOpt,
+    feedback: str = FeedbackOpt,
+    prompts: str = typer.Option("bundled:redteam", "--prompts", "-p"),
+    column: Optional[str] = typer.Option(None),
+    limit: Optional[int] = typer.Option(24),
+    mutations: str = typer.Option("paraphrase,roleplay,multiturn",
+                                  help="Comma-separated: paraphrase, roleplay, fiction, "
+                                  "hypothetical, obfuscate, multiturn."),
+    judge_principles: int = typer.Option(1, min=1),
+    max_new_tokens: int = typer.Option(128),
+    constitution_file: str = typer.Option("default", "--constitution", "-c"),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(32),
+) -> None:
+    """Violation rate of the same harmful prompts, plain and under each mutation."""
+    from .evaluation.robustness import robustness
+    from .redteam import resolve_prompts
+
+    m = robustness(model, feedback, resolve_prompts(prompts, column, limit),
+                   [x.strip() for x in mutations.split(",") if x.strip()],
+                   _load(constitution_file), out_dir,
+                   _sampling(max_new_tokens=max_new_tokens, temperature=0), judge_principles,
+                   seed, batch_size)
+    table = Table(title=f"violation rate by mutation: {model}")
+    for col in ("mutation", "rate", "95% CI", "n"):
+        table.add_column(col)
+    for op, v in m["per_mutation"].items():
+        table.add_row(op, f"{v['rate']:.3f}", f"{v['ci95'][0]:.2f}–{v['ci95'][1]:.2f}", str(v["n"]))
+    out.print(table)
+
+
+@eval_app.command("regress")
+def eval_regress(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for regress.json/.jsonl."),
+    model_a: str = typer.Option(..., "--a", help="Model A (the baseline)."),
+    model_b: Optional[str] = typer.Option(None, "--b", help="Model B (default: A again, "
+                                          "under --constitution-b)."),
+    cases: Optional[Path] = typer.Option(None, help="Cases JSONL: prompt, principles, expect "
+                                         "(default: our bundled suite)."),
+    constitution_a: str = typer.Option("default", help="Constitution for A's judging."),
+    constitution_b: Optional[str] = typer.Option(None, help="Constitution for B (default: A's)."),
+    feedback: str = FeedbackOpt,
+    max_new_tokens: int = typer.Option(128),
+    batch_size: int = typer.Option(32),
+) -> None:
+    """Regression suite tied to principle ids: which principles regressed from A to B
+    (two models, or one model judged under two constitution versions)."""
+    from .evaluation.robustness import load_cases, regressions, run_cases
+    from .prompts import packaged
+    from .sft_data import write_jsonl
+
+    suite = load_cases(cases or packaged("regression_cases.jsonl"))
+    sampling = _sampling(max_new_tokens=max_new_tokens, temperature=0)
+    ca = _load(constitution_a)
+    cb = _load(constitution_b) if constitution_b else ca
+    a = run_cases(model_a, feedback, suite, ca, sampling, batch_size)
+    b = run_cases(model_b or model_a, feedback, suite, cb, sampling, batch_size)
+    result = {"a": {"model": model_a, "constitution": ca.hash},
+              "b": {"model": model_b or model_a, "constitution": cb.hash}, **regressions(a, b)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out_dir / "regress.jsonl", [{"side": "a", **r} for r in a]
+                + [{"side": "b", **r} for r in b])
+    (out_dir / "regress.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = Table(title="pass rate by principle (A → B)")
+    for col in ("principle", "A", "B", "cases", "regressed"):
+        table.add_column(col)
+    for pid, v in result["principles"].items():
+        table.add_row(pid, f"{v['pass_rate_a']:.2f}", f"{v['pass_rate_b']:.2f}", str(v["cases"]),
+                      ", ".join(v["regressed_cases"]))
+    out.print(table)
+    out.print("regressed: " + (", ".join(result["regressed"]) or "none"))
+
+
 @eval_app.command("overtraining")
 def eval_overtraining(
     responses: Path = typer.Argument(..., help="A generate/pairs JSONL (or verdicts.jsonl)."),
@@ -546,7 +623,6 @@ def _named(specs: list[str]) -> dict[str, str]:
     return models
 
 
-FeedbackOpt = typer.Option("smollm2", "--feedback", "-f", help="The judge (feedback model).")
 WhereOpt = typer.Option([], "--where", help="Keep rows with COLUMN=VALUE (repeatable), e.g. "
                         "--where label=safe for XSTest.")
 
