@@ -132,6 +132,10 @@ def _fake_run(root):
     (root / "pm-eval" / "eval_pm.json").write_text(json.dumps(
         {"accuracy": 0.7, "ci95": [0.5, 0.85], "ece": 0.1, "n": 10,
          "reliability": [{"lo": 0.6, "hi": 0.7, "count": 5, "mean_predicted": 0.65, "observed": 0.6}]}))
+    (root / "robustness").mkdir()
+    (root / "robustness" / "robustness.json").write_text(json.dumps(
+        {"model": "sl-cai", "per_mutation": {"plain": {"rate": 0.2, "ci95": [0.1, 0.4], "n": 5},
+                                             "roleplay": {"rate": 0.6, "ci95": [0.3, 0.8], "n": 5}}}))
     (root / "rlaif").mkdir()
     (root / "rlaif" / "labels.manifest.json").write_text(json.dumps(
         {"position_bias": {"mean_p_first_shown": 0.7, "flip_rate": 0.4, "pairs_with_both_orders": 5}}))
@@ -144,7 +148,7 @@ def test_report_escapes_model_text_and_has_every_section(tmp_path):
     assert "<script>document" not in page and "&lt;script&gt;" in page
     assert "<img src=x" not in page and "&lt;b&gt;build&lt;/b&gt;" in page
     for sid in ("summary", "violations", "refusals", "elo", "by-round", "pm-calibration",
-                "position-bias", "examples", "provenance"):
+                "position-bias", "examples", "provenance", "robustness"):
         assert f'id="{sid}"' in page
     assert "abc123" in page and "http://" not in page and "https://" not in page
 

@@ -520,6 +520,24 @@ def eval_regress(
     out.print("regressed: " + (", ".join(result["regressed"]) or "none"))
 
 
+@eval_app.command("refusal-classifier")
+def eval_refusal_classifier(
+    labelled: Optional[Path] = typer.Option(None, help="JSONL of prompt, response, label "
+                                            "(default: our 36-example set)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Also measure the model "
+                                        "judge with this model."),
+) -> None:
+    """Agreement of the refusal classifier (our string rules, and optionally the model
+    judge) with a hand-labelled set: accuracy, Cohen's kappa, confusion."""
+    from .backends import load_backend
+    from .evaluation.refusal import agreement
+
+    runs = [("rules", None)] + ([(f"judge {model}", load_backend(model))] if model else [])
+    for name, backend in runs:
+        a = agreement(labelled, backend)
+        out.print(f"{name}: accuracy {a['accuracy']:.3f}, kappa {a['kappa']:.3f} on {a['n']}")
+
+
 @eval_app.command("overtraining")
 def eval_overtraining(
     responses: Path = typer.Argument(..., help="A generate/pairs JSONL (or verdicts.jsonl)."),

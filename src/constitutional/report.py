@@ -252,6 +252,20 @@ def _pm_section(run: Path) -> list[str]:
         "Held-out AI labels; both sides of every pair are counted.")]
 
 
+def _robustness_section(run: Path) -> list[str]:
+    m = _read(run / "robustness" / "robustness.json")
+    if not m:
+        return []
+    ops = list(m["per_mutation"])
+    return [_section("robustness", "Robustness under red-team mutations", bars(
+        "robustness", f"violation rate by mutation ({m['model']})", ops,
+        {"violation rate": [m["per_mutation"][o]["rate"] for o in ops]})
+        + _table(["mutation", "rate", "95% CI", "n"],
+                 [[o, v["rate"], f"{v['ci95'][0]:.2f}–{v['ci95'][1]:.2f}", v["n"]]
+                  for o, v in m["per_mutation"].items()]),
+        "From cai eval robustness --out RUN/robustness.")]
+
+
 def _labeler_section(run: Path) -> list[str]:
     m = _read(run / "rlaif" / "labels.manifest.json")
     if not m or "position_bias" not in m:
@@ -306,7 +320,8 @@ def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
         raise CaiError(f"{run}: no such run folder")
     if provenance is not None:
         (run / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
-    sections = [*_eval_sections(run), *_pm_section(run), *_labeler_section(run),
+    sections = [*_eval_sections(run), *_robustness_section(run), *_pm_section(run),
+                *_labeler_section(run),
                 *_training_section(run), _provenance_section(provenance, run)]
     if len(sections) == 1:
         raise CaiError(f"{run}: nothing to report yet (no evaluation, labels or models)")
