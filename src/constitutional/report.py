@@ -290,6 +290,16 @@ def _training_section(run: Path) -> list[str]:
         if margins:
             extra.append(lines("rl-margins", "DPO reward margin (chosen − rejected) by step",
                                {"margin": margins}, ylabel="margin", xlabel="step"))
+        mon = m.get("monitor") or []
+        if mon:  # RL: the over-training monitor, one point per batch of completions
+            series_m = {k: [(i + 1, float(h[k])) for i, h in enumerate(mon) if k in h]
+                        for k in ("reward_raw", "boilerplate_rate", "distinct_2", "refusal_rate")}
+            kl = [(h["step"], float(h["kl"])) for h in m["log_history"] if "kl" in h]
+            extra.append(lines("overtraining", "RL over-training monitor by batch",
+                               {k: v for k, v in series_m.items() if v}, xlabel="batch"))
+            if kl:
+                extra.append(lines("rl-kl", "KL to the reference by step", {"kl": kl},
+                                   ylabel="KL", xlabel="step"))
     if not series:
         return []
     return [_section("training", "Training curves", lines(
