@@ -73,14 +73,10 @@ def load_cases(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise CaiError(f"{path}: no such file")
+    from ..prompts import _jsonl_rows
+
     cases = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CaiError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    for n, row in _jsonl_rows(path, path.read_text(encoding="utf-8")):
         for field in ("prompt", "principles", "expect"):
             if field not in row:
                 raise CaiError(f"{path}:{n}: field {field!r} missing")
