@@ -33,6 +33,10 @@ eval_app = typer.Typer(help="Evaluate: harm, refusals, compare (Elo), pm (prefer
                        "labeler (AI labels vs humans).",
                        no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+audit_app = typer.Typer(help="Human audit of AI judgments: sample a run, review in a browser "
+                        "(serve), import/export human labels, and report agreement and drift.",
+                        no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 out = Console()
 
@@ -817,6 +821,153 @@ def report_cmd(run: Path = typer.Argument(..., help="Run folder."),
     from .report import write_report
 
     out.print(f"report: {write_report(run, out=output)}")
+
+
+# -- audit ----------------------------------------------------------------------------
+
+DbOpt = typer.Option(Path("audit.db"), "--db", help="The audit database (SQLite).")
+
+
+@audit_app.command("sample")
+def audit_sample(
+    run: Path = typer.Argument(..., help="Run folder (from `cai run`)."),
+    n: int = typer.Option(100, "--n", min=1, help="How many items to sample."),
+    kinds: str = typer.Option("label,harm,critique", help="Which judgments: label, harm, critique."),
+    low_weight: float = typer.Option(3.0, help="Oversampling weight of low-confidence strata."),
+    seed: int = typer.Option(0),
+    db: Path = DbOpt,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the sample as JSONL."),
+) -> None:
+    """Draw a stratified sample (kind × category × principle × confidence band) of a run's
+    AI judgments, low-confidence ones oversampled, and add it to the audit database."""
+    from .audit.db import AuditDB
+    from .audit.sample import KINDS, collect, stratified
+
+    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    bad = [k for k in chosen if k not in KINDS]
+    if bad:
+        raise CaiError(f"option --kinds: unknown kind {bad[0]!r} (use {', '.join(KINDS)})")
+    items = collect(run, chosen)
+    if not items:
+        raise CaiError(f"{run}: no AI judgments of kinds {', '.join(chosen)} found")
+    picked = stratified(items, n, seed, low_weight)
+    added = AuditDB(db).add_items(picked)
+    if output:
+        output.write_text("".join(json.dumps(it, ensure_ascii=False) + "\n" for it in picked),
+                          encoding="utf-8")
+    table = Table(title=f"audit sample: {len(picked)} of {len(items)} judgments")
+    for col in ("kind", "band", "sampled", "available"):
+        table.add_column(col)
+    from collections import Counter
+    avail = Counter((it["kind"], it["stratum"].rsplit("/", 1)[1]) for it in items)
+    got = Counter((it["kind"], it["stratum"].rsplit("/", 1)[1]) for it in picked)
+    for key in sorted(avail):
+        table.add_row(key[0], key[1], str(got[key]), str(avail[key]))
+    out.print(table)
+    out.print(f"{added} new items in {db}")
+
+
+@audit_app.command("serve")
+def audit_serve(
+    db: Path = DbOpt,
+    reviewer: list[str] = typer.Option(..., "--reviewer", "-r",
+                                       help="A reviewer's name; repeat for several. Each gets a link with a new token."),
+    host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
+    port: int = typer.Option(8765),
+) -> None:
+    """Serve the review app. Keys: a agree, d disagree, 1/2 choose, s save, n note, j/k next/previous."""
+    import uvicorn
+
+    from .audit.app import create_app
+    from .audit.db import AuditDB
+
+    if not db.exists():
+        raise CaiError(f"{db}: no audit database; run `cai audit sample RUN --db {db}` first")
+    store = AuditDB(db)
+    for name in reviewer:
+        out.print(f"{name}: http://{host}:{port}/?token={store.new_token(name)}", markup=False)
+    uvicorn.run(create_app(db), host=host, port=port, log_level="warning")
+
+
+@audit_app.command("import")
+def audit_import(file: Path = typer.Argument(..., help="JSONL: item_id, reviewer, label[, note, created_at]."),
+                 db: Path = DbOpt) -> None:
+    """Import human labels (checked in full before anything is written)."""
+    from .audit.db import AuditDB
+
+    out.print(f"imported {AuditDB(db).import_reviews(file)} reviews into {db}")
+
+
+@audit_app.command("export")
+def audit_export(file: Path = typer.Argument(..., help="Output JSONL."), db: Path = DbOpt) -> None:
+    """Export every review with its item's kind, source and AI label."""
+    from .audit.db import AuditDB
+
+    out.print(f"exported {AuditDB(db).export(file)} reviews to {file}")
+
+
+@audit_app.command("relabel")
+def audit_relabel(
+    db: Path = DbOpt,
+    constitution_file: str = typer.Option(..., "--constitution", "-c",
+                                          help="The other constitution version."),
+    feedback: str = FeedbackOpt,
+    batch_size: int = typer.Option(32),
+) -> None:
+    """Judge the audited label and harm items again under another constitution version,
+    for the drift table of `cai audit report`."""
+    from .audit.agreement import relabel
+    from .audit.db import AuditDB
+    from .backends import load_backend
+
+    counts = relabel(AuditDB(db), load_backend(feedback), _load(constitution_file), batch_size)
+    out.print(f"relabelled {counts['label']} labels and {counts['harm']} verdicts "
+              f"({counts['skipped']} critique items cannot be relabelled without regenerating)")
+
+
+def _ci(v) -> str:
+    return "–" if v is None else f"{v[0]:.2f}–{v[1]:.2f}"
+
+
+@audit_app.command("report")
+def audit_report(db: Path = DbOpt,
+                 output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the figures as JSON."),
+                 seed: int = typer.Option(0)) -> None:
+    """AI–human agreement (accuracy, Cohen's kappa, 95% intervals) per kind, principle and
+    category; human–human agreement; drift across constitution versions."""
+    from .audit.agreement import agreement
+    from .audit.db import AuditDB
+
+    if not db.exists():
+        raise CaiError(f"{db}: no audit database")
+    r = agreement(AuditDB(db), seed)
+    if output:
+        output.write_text(json.dumps(r, indent=2), encoding="utf-8")
+    out.print(f"{r['reviewed_items']} of {r['items']} items reviewed by {', '.join(r['reviewers']) or 'nobody'}")
+    if not r["reviewed_items"]:
+        return
+    for by in ("overall", "kind", "principle", "category"):
+        table = Table(title=f"AI–human agreement by {by}")
+        for col in (by, "n", "accuracy", "95% CI", "kappa", "95% CI"):
+            table.add_column(col)
+        for k, v in r[by].items():
+            table.add_row(k, str(v["n"]), "–" if v["accuracy"] is None else f"{v['accuracy']:.2f}",
+                          _ci(v["accuracy_interval"]), "–" if v["kappa"] is None else f"{v['kappa']:.2f}",
+                          _ci(v["kappa_interval"]))
+        out.print(table)
+    hh = r["human_human"]
+    if hh["n"]:
+        out.print(f"human–human: {hh['n']} shared judgments, kappa "
+                  f"{'–' if hh['kappa'] is None else format(hh['kappa'], '.2f')} ({_ci(hh['kappa_interval'])})")
+    for d in r["drift"]:
+        out.print(f"drift {d['a_name']}@{d['a']} → {d['b_name']}@{d['b']}: {d['flips']} of {d['items']} "
+                  f"AI labels changed ({d['flip_rate']:.2f}, {_ci(d['flip_rate_interval'])}); "
+                  f"agreement with humans {_fmt(d['agreement_a']['accuracy'])} → {_fmt(d['agreement_b']['accuracy'])}",
+                  markup=False)
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{x:.2f}"
 
 
 def _sampling(**kwargs):
