@@ -71,6 +71,29 @@ def prefix_share(backend, prompts, c, shots) -> dict[str, float]:
             "revision_prompt_tokens": n(rev), "revision_prefix_tokens": n(rev[:shared])}
 
 
+def prefix_cache(backend, prompts, c, shots, max_new_tokens: int) -> dict[str, float]:
+    """One batched critique step (every prompt's critique request, greedy) with the hf
+    backend's shared-prefix KV cache off and on: seconds, and whether the texts match."""
+    draft = ("Here is a general overview. I would rather not go into specific steps, but "
+             "the main points are the ones most guides list, and you should check local rules.")
+    reqs = [GenerationRequest(messages=critique_messages(p.messages, draft,
+                                                         c.principles[i % len(c.principles)], shots),
+                              sampling=Sampling(max_new_tokens=max_new_tokens, temperature=0))
+            for i, p in enumerate(prompts)]
+    out = {}
+    for flag in (False, True):
+        backend.prefix_cache = flag
+        t0 = time.perf_counter()
+        out[flag] = (backend.generate(reqs), time.perf_counter() - t0)
+    ids = [backend.tokenizer(backend.render(r.messages), add_special_tokens=False)["input_ids"]
+           for r in reqs]
+    return {"batch": len(reqs), "prompt_tokens_mean": round(sum(map(len, ids)) / len(ids), 1),
+            "shared_prefix_tokens": backend._shared_prefix(ids),
+            "seconds_without_cache": round(out[False][1], 1), "seconds_with_cache": round(out[True][1], 1),
+            "speedup": round(out[False][1] / out[True][1], 2),
+            "identical_texts": sum(a.texts == b.texts for a, b in zip(out[False][0], out[True][0]))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=64)
@@ -79,6 +102,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--shots", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--prefix-cache-only", action="store_true",
+                    help="Only measure the few-shot prefix KV-cache reuse.")
     args = ap.parse_args()
     c = constitution.load()
     prompts = resolve_prompts("bundled:redteam", limit=args.prompts)
@@ -87,6 +112,10 @@ def main() -> None:
     config = CritiqueConfig(rounds=args.rounds, few_shot_examples=args.shots, skip_clean=False,
                             response=s, critique=s, revision=s)
     shots = load_few_shot()[: args.shots]
+    if args.prefix_cache_only:
+        print(json.dumps({"prefix_cache": prefix_cache(backend, prompts, c, shots, args.max_new_tokens),
+                          "settings": vars(args), "threads": torch.get_num_threads()}, indent=2))
+        return
     backend.generate([GenerationRequest(messages=prompts[0].messages,
                                         sampling=Sampling(max_new_tokens=4))])  # warm-up
     with tempfile.TemporaryDirectory() as out:

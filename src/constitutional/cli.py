@@ -43,6 +43,11 @@ out = Console()
 ModelOpt = typer.Option("smollm2", "--model", "-m",
                         help="Model spec: smollm2 (packaged default), hf:DIR, or scripted.")
 FeedbackOpt = typer.Option("smollm2", "--feedback", "-f", help="The judge (feedback model).")
+RayOpt = typer.Option(0, "--ray", min=0, help="Spread each batch over N Ray workers, each "
+                      "holding the model (0: no Ray).")
+RayAddressOpt = typer.Option(None, "--ray-address",
+                             help="Join a running Ray cluster (e.g. ray://head:10001) instead of "
+                             "starting a local instance.")
 
 
 def _version(value: bool) -> None:
@@ -142,6 +147,8 @@ def generate(
     seed: int = typer.Option(0, help="Run seed; the same seed and batches repeat results."),
     batch_size: int = typer.Option(32, help="Prompts per batch (and per flush to disk)."),
     overwrite: bool = typer.Option(False, help="Replace records made with other settings."),
+    ray: int = RayOpt,
+    ray_address: Optional[str] = RayAddressOpt,
 ) -> None:
     """Generate responses for a prompt file, batched and resumable (rerun to resume)."""
     from .backends import LazyBackend
@@ -152,7 +159,7 @@ def generate(
     rows = load_prompts(prompts, column=column, limit=limit)
     sampling = _sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                          n=n, seed=seed)
-    manifest = run(LazyBackend(model, batch_size=batch_size), rows, out_dir, sampling,
+    manifest = run(LazyBackend(model, batch_size, ray, ray_address), rows, out_dir, sampling,
                    batch_size=batch_size, overwrite=overwrite,
                    extra={"prompts": str(prompts), "column": column, "limit": limit})
     out.print(f"{manifest['records']} records in {out_dir / 'generate.jsonl'}")
@@ -220,6 +227,8 @@ def critique(
     chunk_size: int = typer.Option(64, help="Prompts per flush to disk (each step of a chunk "
                                    "is one batched call)."),
     overwrite: bool = typer.Option(False, help="Replace records made with other settings."),
+    ray: int = RayOpt,
+    ray_address: Optional[str] = RayAddressOpt,
 ) -> None:
     """SL-CAI: draft answers, then critique and revise them under sampled principles."""
     from .backends import LazyBackend
@@ -232,7 +241,7 @@ def critique(
         few_shot=few_shot, few_shot_examples=few_shot_examples, direct=direct,
         skip_clean=skip_clean, seed=seed, response=gen,
         revision=gen, critique=gen.model_copy(update={"max_new_tokens": min(96, max_new_tokens)}))
-    manifest = run_critique(LazyBackend(model, batch_size=batch_size),
+    manifest = run_critique(LazyBackend(model, batch_size, ray, ray_address),
                             resolve_prompts(prompts, column, limit), _load(constitution_file),
                             out_dir, config, chunk_size=chunk_size, overwrite=overwrite)
     out.print(f"{manifest['records']} trajectories in {out_dir / 'critique.jsonl'} "
@@ -293,6 +302,8 @@ def sample_pairs(
     max_new_tokens: int = typer.Option(128),
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(32),
+    ray: int = RayOpt,
+    ray_address: Optional[str] = RayAddressOpt,
 ) -> None:
     """RLAIF step 1: two sampled responses per prompt from the policy."""
     from .backends import LazyBackend
@@ -301,7 +312,7 @@ def sample_pairs(
 
     sampling = _sampling(n=2, temperature=temperature, top_p=0.95,
                          max_new_tokens=max_new_tokens, seed=seed)
-    m = run(LazyBackend(model, batch_size=batch_size), resolve_prompts(prompts, column, limit),
+    m = run(LazyBackend(model, batch_size, ray, ray_address), resolve_prompts(prompts, column, limit),
             out_dir, sampling, batch_size=batch_size, stage_name="pairs")
     out.print(f"{m['records']} pairs in {out_dir / 'pairs.jsonl'}")
 
@@ -321,6 +332,8 @@ def label(
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(32),
     overwrite: bool = typer.Option(False),
+    ray: int = RayOpt,
+    ray_address: Optional[str] = RayAddressOpt,
 ) -> None:
     """RLAIF step 2: the feedback model picks (A) or (B); soft labels from log-probs."""
     from .backends import LazyBackend
@@ -331,7 +344,7 @@ def label(
         raise CaiError("--clamp-low and --clamp-high must satisfy 0 <= low <= high <= 1")
     config = LabelConfig(ensemble=ensemble, both_orders=both_orders, cot=cot,
                          clamp=(clamp_low, clamp_high), few_shot=few_shot, seed=seed)
-    m = run_label(LazyBackend(model, batch_size=batch_size),
+    m = run_label(LazyBackend(model, batch_size, ray, ray_address),
                   pairs_from_generations(read_jsonl(pairs)), _load(constitution_file), out_dir,
                   config, overwrite=overwrite)
     bias = m["position_bias"]

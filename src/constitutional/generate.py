@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .backends.base import Backend, GenerationRequest, Sampling
+from .backends.base import Backend, GenerationRequest, RequestsFailed, Sampling
+from .errors import CaiError
 from .hashing import content_hash
 from .progress import progress
 from .prompts import Prompt
@@ -36,7 +37,7 @@ def generate(backend: Backend, prompts: list[Prompt], out: str | Path, sampling:
         return content_hash([p.id, settings])
 
     todo = [p for p in prompts if record_id(p) not in stage.ids()]
-    tokens = 0
+    tokens = failed = 0
     with progress(stage_name, total=len(prompts), done=len(prompts) - len(todo)) as advance:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
@@ -44,9 +45,15 @@ def generate(backend: Backend, prompts: list[Prompt], out: str | Path, sampling:
             requests = [GenerationRequest(messages=p.messages, sampling=sampling.model_copy(
                 update={"seed": int(content_hash([sampling.seed, p.id]), 16) % 2**31}))
                 for p in batch]
-            results = backend.generate(requests)
-            rows = []
-            for p, g in zip(batch, results):
+            try:
+                results, errors = backend.generate(requests), {}
+            except RequestsFailed as e:  # keep what came back; the rest is retried next run
+                results, errors = e.results, e.errors
+            rows, failures = [], []
+            for i, (p, g) in enumerate(zip(batch, results)):
+                if g is None:
+                    failures.append({"id": record_id(p), "prompt_id": p.id, "error": errors.get(i)})
+                    continue
                 tokens += sum(g.tokens)
                 rows.append({
                     "id": record_id(p),
@@ -60,5 +67,11 @@ def generate(backend: Backend, prompts: list[Prompt], out: str | Path, sampling:
                     "model": backend.spec,
                 })
             stage.append(rows)
+            stage.record_failures(failures)
+            failed += len(failures)
             advance(len(batch))
+    if failed:
+        raise CaiError(f"{stage.path}: {failed} prompts failed after retries (see "
+                       f"{stage.path.with_name(stage_name + '.failures.jsonl')}); "
+                       "rerun the same command to retry them")
     return stage.finish(new_tokens=tokens)

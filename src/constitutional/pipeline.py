@@ -50,6 +50,13 @@ class Models(_Section):
     batch_size: int = Field(32, ge=1)
 
 
+class Ray(_Section):
+    """Fan generation and labelling out over Ray actors (0: no Ray). Not part of any
+    stage's key: the same run resumes with or without it."""
+    workers: int = Field(0, ge=0)
+    address: str = ""               # empty: a local Ray instance; else e.g. ray://head:10001
+
+
 class Prompts(_Section):
     redteam: str = "bundled:redteam"
     helpful: str = "bundled:helpful"
@@ -146,6 +153,7 @@ class PipelineConfig(_Section):
     pm: PM = PM()
     rl: RL = RL()
     eval: Eval = Eval()
+    ray: Ray = Ray()
 
 
 # -- loading --------------------------------------------------------------------------

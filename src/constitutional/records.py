@@ -153,6 +153,20 @@ class StageFile:
             raise CaiError(f"{self.path}: cannot write records ({e.strerror})") from None
         return len(lines)
 
+    def record_failures(self, rows: list[dict[str, Any]]) -> None:
+        """Note requests that failed for good in ``NAME.failures.jsonl``, beside the
+        records. They are not records: the next run finds them missing and retries them."""
+        if not rows:
+            return
+        path = self.path.with_name(f"{self.name}.failures.jsonl")
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("".join(json.dumps({**r, "at": now()}, ensure_ascii=False) + "\n" for r in rows))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise CaiError(f"{path}: cannot write failures ({e.strerror})") from None
+
     def manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.exists():
             return None

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 SETS = ("train_redteam", "train_helpful", "eval_harmful", "eval_borderline", "eval_helpful")
 
 
+def _ray(c) -> tuple[int, str | None]:
+    return c.ray.workers, c.ray.address or None
+
+
 def _split(prompts: list[Prompt], n_eval: int, n_train: int, seed: int):
     """Held-out evaluation prompts first, by a seeded hash order; never in training."""
     order = sorted(prompts, key=lambda p: content_hash([seed, p.id, "split"]))
@@ -52,7 +56,7 @@ def prompts(run: "Run", overwrite: bool) -> dict[str, Any]:
     grow = c.redteam.generate_per_category or c.redteam.mutations
     if grow:
         summary = build_redteam(train_red, run.p("prompts", "grown"),
-                                LazyBackend(c.models.policy, c.models.batch_size),
+                                LazyBackend(c.models.policy, c.models.batch_size, *_ray(c)),
                                 c.redteam.generate_per_category, list(c.redteam.mutations),
                                 c.redteam.dedup, c.seed)
         train_red = load_prompts(run.p("prompts", "grown", "redteam.jsonl"))
@@ -72,7 +76,7 @@ def critique(run: "Run", overwrite: bool) -> dict[str, Any]:
                             few_shot_examples=cc.few_shot_examples, direct=cc.direct,
                             skip_clean=cc.skip_clean, seed=c.seed, response=samp(),
                             critique=samp(), revision=samp())
-    return run_critique(LazyBackend(c.models.policy, c.models.batch_size),
+    return run_critique(LazyBackend(c.models.policy, c.models.batch_size, *_ray(c)),
                         load_set(run, "train_redteam"), run.constitution, run.p("critique"),
                         config, chunk_size=c.models.batch_size, overwrite=overwrite)
 
@@ -86,7 +90,7 @@ def helpful(run: "Run", overwrite: bool) -> dict[str, Any]:
         return {"records": 0}
     sampling = Sampling(max_new_tokens=c.sft.helpful_max_new_tokens, temperature=0.7,
                         top_p=0.95, seed=c.seed)
-    return generate(LazyBackend(c.models.policy, c.models.batch_size), rows, run.p("helpful"),
+    return generate(LazyBackend(c.models.policy, c.models.batch_size, *_ray(c)), rows, run.p("helpful"),
                     sampling, batch_size=c.models.batch_size, overwrite=overwrite)
 
 
@@ -116,7 +120,7 @@ def pairs(run: "Run", overwrite: bool) -> dict[str, Any]:
     prompts = load_set(run, "train_redteam") + load_set(run, "train_helpful")
     sampling = Sampling(n=2, temperature=c.pairs.temperature, top_p=0.95,
                         max_new_tokens=c.pairs.max_new_tokens, seed=c.seed)
-    return generate(LazyBackend(run.sft_spec, c.models.batch_size), prompts, run.p("rlaif"),
+    return generate(LazyBackend(run.sft_spec, c.models.batch_size, *_ray(c)), prompts, run.p("rlaif"),
                     sampling, batch_size=c.models.batch_size, overwrite=overwrite,
                     stage_name="pairs")
 
@@ -127,7 +131,7 @@ def label(run: "Run", overwrite: bool) -> dict[str, Any]:
     c, lc = run.config, run.config.label
     config = LabelConfig(ensemble=lc.ensemble, both_orders=lc.both_orders, cot=lc.cot,
                          clamp=tuple(lc.clamp), few_shot=lc.few_shot, seed=c.seed)
-    return run_label(LazyBackend(c.models.feedback, c.models.batch_size),
+    return run_label(LazyBackend(c.models.feedback, c.models.batch_size, *_ray(c)),
                      pairs_from_generations(read_jsonl(run.p("rlaif", "pairs.jsonl"))),
                      run.constitution, run.p("rlaif"), config,
                      chunk_size=c.models.batch_size, overwrite=overwrite)

