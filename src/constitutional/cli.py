@@ -332,6 +332,7 @@ def label(
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(32),
     overwrite: bool = typer.Option(False),
+    chunk_size: int = typer.Option(32, min=1, help="Pairs per flush to disk."),
     ray: int = RayOpt,
     ray_address: Optional[str] = RayAddressOpt,
 ) -> None:
@@ -346,7 +347,7 @@ def label(
                          clamp=(clamp_low, clamp_high), few_shot=few_shot, seed=seed)
     m = run_label(LazyBackend(model, batch_size, ray, ray_address),
                   pairs_from_generations(read_jsonl(pairs)), _load(constitution_file), out_dir,
-                  config, overwrite=overwrite)
+                  config, chunk_size=chunk_size, overwrite=overwrite)
     bias = m["position_bias"]
     out.print(f"{m['records']} labelled pairs in {out_dir / 'labels.jsonl'}; "
               f"mean p(first shown) {bias['mean_p_first_shown']:.3f}, "
@@ -1000,6 +1001,10 @@ def main() -> None:
         app()
     except CaiError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # the run folder is full, read-only, gone: say which file and why
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

@@ -143,14 +143,25 @@ class StageFile:
             lines.append(json.dumps(r, ensure_ascii=False) + "\n")
         if not lines:
             return 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            before = self.path.stat().st_size if self.path.exists() else 0
             with open(self.path, "a", encoding="utf-8") as f:
-                f.write("".join(lines))
-                f.flush()
-                os.fsync(f.fileno())
+                try:
+                    f.write("".join(lines))
+                    f.flush()
+                    os.fsync(f.fileno())
+                except OSError:
+                    # Disk full mid-write: take the partial batch back out, so the file
+                    # holds exactly the records written before, and say so.
+                    f.truncate(before)
+                    raise
         except OSError as e:
-            raise CaiError(f"{self.path}: cannot write records ({e.strerror})") from None
+            for line in lines:
+                ids.discard(json.loads(line)["id"])
+            raise CaiError(f"{self.path}: cannot write records ({e.strerror}); the "
+                           f"{len(ids)} records written before are intact — free space or "
+                           "fix permissions, then rerun to resume") from None
         return len(lines)
 
     def record_failures(self, rows: list[dict[str, Any]]) -> None:

@@ -44,6 +44,8 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
             n += 1
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     return n
 

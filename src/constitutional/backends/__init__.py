@@ -3,7 +3,8 @@
 * ``smollm2``      the packaged SmolLM2-135M-Instruct (default)
 * ``hf:DIR``       any local transformers model directory, e.g. one our trainers saved
 * ``openai:URL#MODEL``  an OpenAI-compatible server (vLLM, llama.cpp server, …)
-* ``scripted``     deterministic stand-in for unit tests
+* ``scripted``     deterministic stand-in for unit tests (``scripted:delay=S``: S seconds
+                   per request, so tests can interrupt a stage part-way)
 
 ``load_backend(spec, ray_workers=N)`` spreads each batch over N Ray actors (see ``scale``).
 """
@@ -30,10 +31,14 @@ def load_backend(spec: str, batch_size: int = 32, ray_workers: int = 0,
         from .openai_server import OpenAIBackend
 
         return OpenAIBackend.from_spec(spec, batch_size=batch_size)
-    if spec == "scripted":
+    if spec == "scripted" or spec.startswith("scripted:delay="):
         from .scripted import ScriptedBackend
 
-        return ScriptedBackend()
+        try:
+            delay = float(spec.split("=", 1)[1]) if "=" in spec else 0.0
+        except ValueError:
+            raise CaiError(f"model {spec!r}: expected scripted:delay=SECONDS") from None
+        return ScriptedBackend(spec=spec, delay=delay)
     if spec == "smollm2" or spec.startswith("hf:"):
         from .hf import HFBackend
 

@@ -231,7 +231,8 @@ class OpenAIBackend:
             except CaiError as e:
                 if "chat template" in str(e):
                     raise
-                tried.append(f"{method}: {getattr(e, 'errors', {0: e})[0]}")
+                errors = getattr(e, "errors", None) or {0: str(e)}
+                tried.append(f"{method}: {next(iter(errors.values()))}")
         raise CaiError(f"model {self.spec!r}: the server offers no option log-probabilities "
                        f"(tried {'; '.join(tried)}); it can generate but not judge")
 

@@ -10,6 +10,7 @@ round rather than one per prompt (as simonw/llm's MockModel does):
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from ..hashing import content_hash
@@ -36,7 +37,8 @@ def default_scores(request: ChoiceRequest) -> dict[str, float]:
 
 class ScriptedBackend:
     def __init__(self, reply: Reply = default_reply, scores: Scorer = default_scores,
-                 spec: str = "scripted"):
+                 spec: str = "scripted", delay: float = 0.0):
+        self.delay = delay
         self.reply = reply
         self.scores = scores
         self.spec = spec
@@ -44,6 +46,7 @@ class ScriptedBackend:
 
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
         self.calls.append(("generate", list(requests)))
+        time.sleep(self.delay * len(requests))
         out = []
         for r in requests:
             texts = [truncate_at_stop(self.reply(r, k), r.sampling.stop)[0]
@@ -55,4 +58,5 @@ class ScriptedBackend:
 
     def score(self, requests: list[ChoiceRequest]) -> list[dict[str, float]]:
         self.calls.append(("score", list(requests)))
+        time.sleep(self.delay * len(requests))
         return [self.scores(r) for r in requests]
