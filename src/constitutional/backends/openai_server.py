@@ -10,13 +10,20 @@ sends the prefix as a final assistant message with vLLM's ``continue_final_messa
 ``score`` needs the log-probability of each option after the prompt. Servers offer it in
 different ways; the first that works is detected once per backend:
 
-1. ``echo``: completions with ``echo=True, logprobs=1`` (OpenAI's legacy API, llama.cpp,
-   vLLM) — the option tokens' log-probabilities are read back from the echoed prompt;
-2. ``prompt_logprobs``: vLLM's extension on completions;
-3. ``top_logprobs``: chat completions, the first generated token's top log-probabilities
+1. ``next_token``: completions on the prompt plus the options' shared beginning (" ("
+   for " (A)" / " (B)"), ``max_tokens=1, logprobs=20``: the top log-probabilities of the
+   one token where the options differ. Every judgment we make is of that kind. It comes
+   first because it needs nothing but completions with logprobs, and because
+   llama-cpp-python 0.3.36's ``echo`` log-probabilities are shifted by one token (each
+   token is scored under the distribution that follows it; we saw this against its
+   server), which method 2 would read without noticing;
+2. ``echo``: completions with ``echo=True, logprobs=1`` (OpenAI's legacy API, vLLM) — the
+   option tokens' log-probabilities read back from the echoed prompt;
+3. ``prompt_logprobs``: vLLM's extension on completions;
+4. ``top_logprobs``: chat completions, the first generated token's top log-probabilities
    (only for requests with no ``prefix`` and single-token options).
 
-Methods 1 and 2 send rendered prompt text, so they need the model's chat template: the
+Methods 1 to 3 send rendered prompt text, so they need the model's chat template: the
 packaged one when MODEL starts with ``smollm2``, else name a tokenizer with ``@SPEC``.
 A server that offers none of them gets a clear error, not a silent guess.
 
@@ -38,6 +45,7 @@ from .base import (ChoiceRequest, Generation, GenerationRequest, RequestsFailed,
                    truncate_at_stop)
 
 FLOOR = -100.0  # log-probability of an option the server did not list among its top tokens
+TOP_K = 20      # top log-probabilities asked for (OpenAI's and vLLM's usual maximum)
 
 
 def parse_spec(spec: str) -> tuple[str, str, str | None]:
@@ -181,6 +189,26 @@ class OpenAIBackend:
 
         return render_chat(self.tokenizer, r.messages, r.prefix)
 
+    async def _next_token(self, client, r: ChoiceRequest) -> dict[str, float]:
+        """Options that share a beginning (" (A)", " (B)") differ at one token: send the
+        context plus the shared part and read that token's top log-probabilities. The
+        shared part adds the same amount to every option, so it is left out."""
+        import os.path
+
+        shared = os.path.commonprefix(list(r.options)) if len(r.options) > 1 else ""
+        resp = await client.completions.create(model=self.model, prompt=self._context(r) + shared,
+                                               max_tokens=1, temperature=0, logprobs=TOP_K)
+        lp = resp.choices[0].logprobs
+        if lp is None or not lp.top_logprobs or not lp.top_logprobs[0]:
+            raise ValueError("no top log-probabilities in the response")
+        top = lp.top_logprobs[0]
+        out = {}
+        for o in r.options:
+            rest = o[len(shared):]
+            hits = [v for t, v in top.items() if t and (rest.startswith(t) or t.startswith(rest))]
+            out[o] = max(hits) if hits else FLOOR
+        return out
+
     async def _echo(self, client, context: str, option: str) -> float:
         resp = await client.completions.create(model=self.model, prompt=context + option, echo=True,
                                                logprobs=1, max_tokens=1, temperature=0)
@@ -224,7 +252,7 @@ class OpenAIBackend:
     def _detect(self, probe: ChoiceRequest) -> str:
         """Try each method on one real request; keep the first that works."""
         tried = []
-        for method in ("echo", "prompt_logprobs", "top_logprobs"):
+        for method in ("next_token", "echo", "prompt_logprobs", "top_logprobs"):
             try:
                 self._score_with(method, [probe])
                 return method
@@ -239,6 +267,8 @@ class OpenAIBackend:
     def _score_with(self, method: str, requests: list[ChoiceRequest]) -> list[dict[str, float]]:
         if method == "top_logprobs":
             return self._gather(lambda c, r: self._top_logprobs(c, r), requests)
+        if method == "next_token":
+            return self._gather(lambda c, r: self._next_token(c, r), requests)
         fn = self._echo if method == "echo" else self._prompt_logprobs
         jobs = [(self._context(r), o) for r in requests for o in r.options]
         flat = self._gather(lambda c, job: fn(c, *job), jobs)
