@@ -159,7 +159,9 @@ def _one_clean_error(proc, name: str) -> None:
     assert proc.returncode == 2, f"{name}: exit {proc.returncode}\n{proc.stderr[-1500:]}"
     assert "Traceback" not in proc.stderr, f"{name}: traceback\n{proc.stderr[-1500:]}"
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), f"{name}: {proc.stderr[-800:]}"
+    # One error line, last (progress lines may come before it on stderr).
+    errors = [x for x in lines if x.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], f"{name}: {proc.stderr[-800:]}"
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))

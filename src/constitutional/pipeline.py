@@ -215,6 +215,11 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineC
             raise CaiError(f"{path}: not UTF-8 text") from None
         except tomllib.TOMLDecodeError as e:
             raise CaiError(f"{path}: TOML syntax error: {e}") from None
+        if not raw:
+            # Most likely a mistake (a truncated or wrong file); an empty config would
+            # silently start the full default pipeline.
+            raise CaiError(f"{path}: the config sets nothing (empty, or comments only); "
+                           "give at least `name = \"...\"`")
     for o in overrides:
         _apply_override(raw, o)
     try:

@@ -146,16 +146,21 @@ class StageFile:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             before = self.path.stat().st_size if self.path.exists() else 0
-            with open(self.path, "a", encoding="utf-8") as f:
-                try:
-                    f.write("".join(lines))
-                    f.flush()
-                    os.fsync(f.fileno())
-                except OSError:
-                    # Disk full mid-write: take the partial batch back out, so the file
-                    # holds exactly the records written before, and say so.
-                    f.truncate(before)
-                    raise
+            data = "".join(lines).encode("utf-8")
+            # Unbuffered, so that nothing is left in a buffer to be written after a failure.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:
+                # Disk full mid-write: take the partial batch back out, so the file
+                # holds exactly the records written before, and say so.
+                os.ftruncate(fd, before)
+                raise
+            finally:
+                os.close(fd)
         except OSError as e:
             for line in lines:
                 ids.discard(json.loads(line)["id"])
