@@ -69,6 +69,26 @@ def provenance(**fields: Any) -> dict[str, Any]:
     }
 
 
+def jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file we are handed;
+    anything else is a one-line error naming the file and line."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise CaiError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise CaiError(f"{path}:{n}: expected a JSON object")
+                yield n, row
+    except UnicodeDecodeError:
+        raise CaiError(f"{path}: not UTF-8 text") from None
+
+
 class StageFile:
     """One stage's records (``NAME.jsonl``) and manifest (``NAME.manifest.json``)."""
 

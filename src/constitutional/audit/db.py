@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import CaiError
+from ..records import jsonl_objects
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -180,23 +181,16 @@ class AuditDB:
         """Human labels from JSONL (``item_id``, ``reviewer``, ``label``, optional ``note``
         and ``created_at``). Every row is checked before any is written."""
         rows = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CaiError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-                for field in REVIEW_FIELDS:
-                    if not isinstance(r.get(field), str) or not r[field]:
-                        raise CaiError(f"{path}:{n}: field {field!r} is missing or not a string")
-                it = self.item(r["item_id"])
-                if it is None:
-                    raise CaiError(f"{path}:{n}: field 'item_id': no item {r['item_id']!r} in {self.path}")
-                if r["label"] not in it["choices"]:
-                    raise CaiError(f"{path}:{n}: field 'label': {r['label']!r} is not one of {it['choices']}")
-                rows.append(r)
+        for n, r in jsonl_objects(path):
+            for field in REVIEW_FIELDS:
+                if not isinstance(r.get(field), str) or not r[field]:
+                    raise CaiError(f"{path}:{n}: field {field!r} is missing or not a string")
+            it = self.item(r["item_id"])
+            if it is None:
+                raise CaiError(f"{path}:{n}: field 'item_id': no item {r['item_id']!r} in {self.path}")
+            if r["label"] not in it["choices"]:
+                raise CaiError(f"{path}:{n}: field 'label': {r['label']!r} is not one of {it['choices']}")
+            rows.append(r)
         for r in rows:
             self.review(r["item_id"], r["reviewer"], r["label"], r.get("note") or "", r.get("created_at"))
         return len(rows)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import CaiError
-from ..records import content_hash
+from ..records import content_hash, jsonl_objects
 
 KINDS = ("label", "harm", "critique")
 CHOICES = {"label": ["A", "B"], "harm": ["violation", "no_violation"],
@@ -43,15 +43,8 @@ def band(confidence: float | None) -> str:
 
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CaiError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    if path.exists():
+        yield from (row for _, row in jsonl_objects(path))
 
 
 def _text(turns: list[dict[str, Any]]) -> str:
