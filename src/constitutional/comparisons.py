@@ -20,7 +20,6 @@ Formats:
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from pathlib import Path
@@ -30,6 +29,7 @@ import logging
 
 from .errors import CaiError
 from .hashing import content_hash
+from .records import jsonl_objects
 
 log = logging.getLogger(__name__)
 
@@ -57,25 +57,7 @@ def _text(message_or_list: Any) -> str:
 
 
 def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CaiError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise CaiError(f"{path}:{n}: each line must be a JSON object")
-                rows.append((n, row))
-    except UnicodeDecodeError:
-        raise CaiError(f"{path}: not UTF-8 text") from None
-    except (OSError, EOFError) as e:
-        raise CaiError(f"{path}: cannot read ({e})") from None
-    return rows
+    return list(jsonl_objects(path))
 
 
 def _from_ours(path: Path, n: int, row: dict[str, Any]) -> dict[str, Any]:

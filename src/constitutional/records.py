@@ -70,11 +70,15 @@ def provenance(**fields: Any) -> dict[str, Any]:
 
 
 def jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSONL file we are handed;
-    anything else is a one-line error naming the file and line."""
+    """(line number, object) for each non-blank line of a JSONL file we are handed
+    (gzipped when it ends in .gz); anything else is a one-line error naming the file and
+    line."""
+    import gzip
+
     path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with open(path, encoding="utf-8") as f:
+        with opener(path, "rt", encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -83,10 +87,12 @@ def jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 except json.JSONDecodeError as e:
                     raise CaiError(f"{path}:{n}: not valid JSON ({e.msg})") from None
                 if not isinstance(row, dict):
-                    raise CaiError(f"{path}:{n}: expected a JSON object")
+                    raise CaiError(f"{path}:{n}: each line must be a JSON object")
                 yield n, row
     except UnicodeDecodeError:
         raise CaiError(f"{path}: not UTF-8 text") from None
+    except (OSError, EOFError) as e:
+        raise CaiError(f"{path}: cannot read ({e})") from None
 
 
 class StageFile:
