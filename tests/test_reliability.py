@@ -382,3 +382,125 @@ def test_read_only_run_folder_gives_a_clear_error_and_leaves_records_alone(tmp_p
         cai(*base, check=True)
         assert len(_records(d / "run" / "generate.jsonl")) == 8
         _report(kind="read_only", message=p.stderr.strip()[:300])
+
+
+# -- one writer per run folder ------------------------------------------------------------
+
+def _many_prompts(path: Path, n: int = 200) -> Path:
+    path.write_text("".join(json.dumps({"prompt": f"Request {i}: tell me about topic {i}."}) + "\n"
+                            for i in range(n)))
+    return path
+
+
+def _wait_for_records(path: Path, proc: subprocess.Popen, n: int = 1) -> None:
+    deadline = time.monotonic() + 60
+    while len(_records(path)) < n:
+        assert proc.poll() is None, "the first writer ended before the test could race it"
+        assert time.monotonic() < deadline, "the first writer wrote nothing in 60 s"
+        time.sleep(0.01)
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid_and_records_stay_one_per_id(tmp_path):
+    prompts = _many_prompts(tmp_path / "p.jsonl")
+    run = tmp_path / "run"
+    args = ["generate", "-p", prompts, "-o", run, "-m", "scripted:delay=0.05", "--batch-size", 8]
+    first = subprocess.Popen(_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for_records(run / "generate.jsonl", first)
+    second = cai(*args)
+    # A reader works while the writer runs.
+    status = cai("status", run)
+    assert first.wait(timeout=120) == 0, first.stderr.read().decode()[-2000:]
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), second.stderr
+    assert str(run.resolve()) in lines[0] and f"pid {first.pid} since 20" in lines[0], lines[0]
+    assert status.returncode == 0, status.stderr
+    ids = [r["id"] for r in _records(run / "generate.jsonl")]
+    assert len(ids) == 200 and len(set(ids)) == 200
+    _report(kind="lock", second_exit=second.returncode, message=lines[0], records=len(ids))
+
+
+def test_a_killed_writer_leaves_no_stale_lock(tmp_path):
+    prompts = _many_prompts(tmp_path / "p.jsonl")
+    run = tmp_path / "run"
+    args = ["generate", "-p", prompts, "-o", run, "-m", "scripted:delay=0.05", "--batch-size", 8]
+    first = subprocess.Popen(_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_records(run / "generate.jsonl", first, 16)
+    # While the first holds the folder, two more race for it: both refused.
+    racers = [subprocess.Popen(_cmd(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+              for _ in range(2)]
+    assert [r.wait(timeout=60) for r in racers] == [2, 2]
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    at_kill = len(_records(run / "generate.jsonl"))
+    # The kernel dropped the lock with the process: the next writer resumes at once.
+    done = cai(*args)
+    assert done.returncode == 0, done.stderr
+    ids = [r["id"] for r in _records(run / "generate.jsonl")]
+    assert len(ids) == 200 and len(set(ids)) == 200
+    _report(kind="lock_kill", records_at_kill=at_kill, records=len(ids))
+
+
+def test_a_pipeline_folder_is_locked_for_its_subfolders_too(tmp_path):
+    from constitutional.records import lock_folder, release_folder
+
+    # This test process plays the pipeline holding the run root.
+    lock_folder(tmp_path / "run")
+    try:
+        r = cai("generate", "-p", _many_prompts(tmp_path / "p.jsonl", 4), "-o",
+                tmp_path / "run" / "critique", "-m", "scripted")
+        assert r.returncode == 2 and "its parent" in r.stderr and f"pid {os.getpid()}" in r.stderr
+    finally:
+        release_folder(tmp_path / "run")
+
+
+# -- every model-calling stage keeps what succeeded when requests fail for good -------------
+
+def _stage_commands(prompts: Path, pairs: Path):
+    scripted = "scripted"
+    return {
+        "generate": (lambda o: ["generate", "-p", prompts, "-o", o, "-m", scripted, "--batch-size", 4],
+                     "generate.jsonl"),
+        "sample-pairs": (lambda o: ["sample-pairs", "-p", prompts, "-o", o, "-m", scripted,
+                                    "--batch-size", 4], "pairs.jsonl"),
+        "critique": (lambda o: ["critique", "-p", prompts, "-o", o, "-m", scripted, "--rounds", 2,
+                                "--chunk-size", 4], "critique.jsonl"),
+        "label": (lambda o: ["label", "--pairs", pairs, "-o", o, "-m", scripted, "--chunk-size", 4],
+                  "labels.jsonl"),
+        "redteam": (lambda o: ["redteam", "-p", prompts, "-o", o, "-m", scripted, "--mutate",
+                               "paraphrase,roleplay", "--generate", 2], "redteam.jsonl"),
+        "eval harm": (lambda o: ["eval", "harm", "-p", prompts, "-o", o, "-m", scripted, "-f", scripted],
+                      "harm/model.jsonl"),
+    }
+
+
+@pytest.mark.parametrize("name", ["generate", "sample-pairs", "critique", "label", "redteam", "eval harm"])
+def test_failed_requests_keep_the_rest_and_the_rerun_redoes_exactly_the_missing(tmp_path, name):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"How do I do thing {i}?", "category": "weapons"})
+                               + "\n" for i in range(16)))
+    pairs_dir = tmp_path / "pairs"
+    cai("sample-pairs", "-p", prompts, "-o", pairs_dir, "-m", "scripted", check=True)
+    args, artifact = _stage_commands(prompts, pairs_dir / "pairs.jsonl")[name]
+    ref = tmp_path / "ref"
+    cai(*args(ref), check=True)
+    out = tmp_path / "out"
+    # The judge's scoring fails in `eval harm`; the answers it judges are generated first.
+    share = "score=0.2" if name == "eval harm" else "0.2"
+    failing = cai(*args(out), env={**os.environ, "CAI_SCRIPTED_FAIL": share})
+    assert failing.returncode == 3, failing.stderr
+    assert "rerun the same command" in failing.stderr and "Traceback" not in failing.stderr
+    failures = list((out / artifact).parent.glob("*.failures.jsonl"))
+    assert failures and failures[0].read_text().strip(), "no failures file"
+    kept = {r["id"] for r in _records(out / artifact)}
+    if name != "redteam":  # redteam writes its file once all generations are in
+        assert 0 < len(kept) < len(_records(ref / artifact)), (len(kept), name)
+    again = cai(*args(out))
+    assert again.returncode == 0, again.stderr
+    got = _records(out / artifact)
+    ids = [r["id"] for r in got]
+    assert len(ids) == len(set(ids))
+    key = lambda r: r["id"]
+    assert sorted(got, key=key) == sorted(_records(ref / artifact), key=key)
+    _report(kind="failures", stage=name, kept_after_failures=len(kept), records=len(got),
+            failures_listed=len(failures[0].read_text().splitlines()))

@@ -339,7 +339,7 @@ def label(
     """RLAIF step 2: the feedback model picks (A) or (B); soft labels from log-probs."""
     from .backends import LazyBackend
     from .feedback import LabelConfig, pairs_from_generations, run_label
-    from .sft_data import read_jsonl
+    from .records import read_jsonl
 
     if not 0 <= clamp_low <= clamp_high <= 1:
         raise CaiError("--clamp-low and --clamp-high must satisfy 0 <= low <= high <= 1")
@@ -514,7 +514,7 @@ def eval_regress(
     (two models, or one model judged under two constitution versions)."""
     from .evaluation.robustness import load_cases, regressions, run_cases
     from .prompts import packaged
-    from .sft_data import write_jsonl
+    from .records import write_jsonl
 
     suite = load_cases(cases or packaged("regression_cases.jsonl"))
     sampling = _sampling(max_new_tokens=max_new_tokens, temperature=0)
@@ -564,7 +564,7 @@ def eval_overtraining(
     """Boilerplate rate, distinct-1/2, length and refusal rate of a set of responses, with
     warnings where a figure crosses its threshold."""
     from .evaluation.overtraining import monitor, warnings_for
-    from .sft_data import read_jsonl
+    from .records import read_jsonl
 
     rows = read_jsonl(responses)
     texts = [t for r in rows for t in (r.get("responses") or [r.get("response", "")])]
@@ -1001,7 +1001,7 @@ def main() -> None:
         app()
     except CaiError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(e, "exit_code", 2))
     except OSError as e:  # the run folder is full, read-only, gone: say which file and why
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)

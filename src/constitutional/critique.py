@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends.base import Backend, GenerationRequest, Message, Sampling
+from .backends.base import Backend, GenerationRequest, Message, Sampling, call_partial
 from .constitution import Constitution, Principle
 from .hashing import content_hash
-from .progress import progress
 from .prompts import Prompt, packaged
-from .records import RunStore, provenance
+from .records import Chunk, RunStore, provenance, run_chunks
 
 STAGE = "critique"
 
@@ -214,66 +213,87 @@ def run_critique(backend: Backend, prompts: list[Prompt], constitution: Constitu
     def record_id(p: Prompt) -> str:
         return content_hash([p.id, settings])
 
-    todo = [p for p in prompts if record_id(p) not in stage.ids()]
     stats = {"revisions": 0, "skipped": 0, "new_tokens": 0}
-    with progress("critique", total=len(prompts), done=len(prompts) - len(todo)) as advance:
-        for start in range(0, len(todo), chunk_size):
-            chunk = todo[start : start + chunk_size]
-            rows = _trajectories(backend, chunk, constitution, config, shots, stats)
-            stage.append([{"id": record_id(p), **row} for p, row in zip(chunk, rows)])
-            advance(len(chunk))
+
+    def work(chunk: list[Prompt]) -> Chunk:
+        rows, errors = _trajectories(backend, chunk, constitution, config, shots, stats)
+        done = Chunk()
+        for p, row in zip(chunk, rows):
+            if row is None:
+                done.failures.append({"id": record_id(p), "prompt_id": p.id, "error": errors[p.id]})
+            else:
+                done.rows.append({"id": record_id(p), **row})
+        return done
+
+    run_chunks(stage, prompts, record_id, work, chunk_size, STAGE)
     return stage.finish(**stats)
 
 
 def _trajectories(backend: Backend, chunk: list[Prompt], constitution: Constitution,
                   config: CritiqueConfig, shots: list[FewShot],
-                  stats: dict[str, int]) -> list[dict[str, Any]]:
+                  stats: dict[str, int]) -> tuple[list[dict[str, Any] | None], dict[str, str]]:
+    """One trajectory per prompt (None where a request failed for good, with the error by
+    prompt id); a prompt whose request fails drops out of the later steps."""
+    errors: dict[str, str] = {}
+
+    def call(indices: list[int], requests: list[GenerationRequest]) -> dict[int, Any]:
+        results, failed = call_partial(backend.generate, requests)
+        out = {}
+        for k, (i, g) in enumerate(zip(indices, results)):
+            if g is None:
+                errors[chunk[i].id] = str(failed.get(k))
+            else:
+                stats["new_tokens"] += sum(g.tokens)
+                out[i] = g
+        return out
+
     plans = [draw_principles(constitution, p.id, config.rounds, config.seed) for p in chunk]
-    initial = backend.generate([GenerationRequest(
-        messages=p.messages, sampling=_seeded(config.response, config.seed, p.id, "initial"))
-        for p in chunk])
-    stats["new_tokens"] += sum(sum(g.tokens) for g in initial)
-    drafts = [g.texts[0].strip() for g in initial]
-    rows = [{"prompt_id": p.id, "messages": [m.model_dump() for m in p.messages],
-             "category": p.category, "initial": d, "rounds": [], "model": backend.spec,
-             "constitution_hash": constitution.hash,
-             "warnings": list(g.warnings)} for p, d, g in zip(chunk, drafts, initial)]
+    alive = list(range(len(chunk)))
+    initial = call(alive, [GenerationRequest(
+        messages=chunk[i].messages, sampling=_seeded(config.response, config.seed, chunk[i].id, "initial"))
+        for i in alive])
+    alive = [i for i in alive if i in initial]
+    drafts = {i: initial[i].texts[0].strip() for i in alive}
+    rows = {i: {"prompt_id": chunk[i].id, "messages": [m.model_dump() for m in chunk[i].messages],
+                "category": chunk[i].category, "initial": drafts[i], "rounds": [],
+                "model": backend.spec, "constitution_hash": constitution.hash,
+                "warnings": list(initial[i].warnings)} for i in alive}
     for r in range(config.rounds):
-        principles = [plan[r] for plan in plans]
-        critiques: list[str | None] = [None] * len(chunk)
+        principles = {i: plans[i][r] for i in alive}
+        critiques: dict[int, str | None] = {i: None for i in alive}
         if not config.direct:
-            gens = backend.generate([GenerationRequest(
-                messages=critique_messages(p.messages, d, pr, shots),
-                sampling=_seeded(config.critique, config.seed, p.id, r, "critique"))
-                for p, d, pr in zip(chunk, drafts, principles)])
-            stats["new_tokens"] += sum(sum(g.tokens) for g in gens)
-            critiques = [clean_critique(g.texts[0]) for g in gens]
-        revise = [i for i, c in enumerate(critiques)
-                  if not (config.skip_clean and c is not None and finds_no_problem(c))]
+            gens = call(alive, [GenerationRequest(
+                messages=critique_messages(chunk[i].messages, drafts[i], principles[i], shots),
+                sampling=_seeded(config.critique, config.seed, chunk[i].id, r, "critique"))
+                for i in alive])
+            alive = [i for i in alive if i in gens]
+            critiques = {i: clean_critique(gens[i].texts[0]) for i in alive}
+        revise = [i for i in alive
+                  if not (config.skip_clean and critiques[i] is not None
+                          and finds_no_problem(critiques[i]))]
+        gens = call(revise, [GenerationRequest(
+            messages=revision_messages(chunk[i].messages, drafts[i], critiques[i],
+                                       principles[i], shots),
+            sampling=_seeded(config.revision, config.seed, chunk[i].id, r, "revision"))
+            for i in revise])
+        alive = [i for i in alive if i not in revise or i in gens]
         revised: dict[int, str] = {}
-        if revise:
-            gens = backend.generate([GenerationRequest(
-                messages=revision_messages(chunk[i].messages, drafts[i], critiques[i],
-                                           principles[i], shots),
-                sampling=_seeded(config.revision, config.seed, chunk[i].id, r, "revision"))
-                for i in revise])
-            stats["new_tokens"] += sum(sum(g.tokens) for g in gens)
-            for i, g in zip(revise, gens):
-                text = clean_revision(g.texts[0])
-                if text:
-                    revised[i] = text
-                else:
-                    rows[i]["warnings"].append(f"round {r + 1}: empty revision, kept the draft")
-        for i, row in enumerate(rows):
+        for i, g in gens.items():
+            text = clean_revision(g.texts[0])
+            if text:
+                revised[i] = text
+            else:
+                rows[i]["warnings"].append(f"round {r + 1}: empty revision, kept the draft")
+        for i in alive:
             skipped = i not in revised
             if not skipped:
                 drafts[i] = revised[i]
                 stats["revisions"] += 1
             else:
                 stats["skipped"] += 1
-            row["rounds"].append({"round": r + 1, "principle_id": principles[i].id,
-                                  "critique": critiques[i], "revision": drafts[i],
-                                  "skipped": skipped})
-    for row, d in zip(rows, drafts):
-        row["final"] = d
-    return rows
+            rows[i]["rounds"].append({"round": r + 1, "principle_id": principles[i].id,
+                                      "critique": critiques[i], "revision": drafts[i],
+                                      "skipped": skipped})
+    for i in alive:
+        rows[i]["final"] = drafts[i]
+    return [rows[i] if i in alive else None for i in range(len(chunk))], errors

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends.base import Backend, ChoiceRequest, GenerationRequest, Message, Sampling
+from .backends.base import (Backend, ChoiceRequest, GenerationRequest, Message, RequestsFailed,
+                            Sampling, call_grouped)
 from .constitution import Constitution, Principle
 from .critique import render_conversation
 from .hashing import content_hash
-from .progress import progress
 from .prompts import Prompt
-from .records import RunStore, provenance
+from .records import Chunk, RunStore, provenance, run_chunks
 
 STAGE = "labels"
 OPTIONS = (" (A)", " (B)")
@@ -171,7 +171,19 @@ class _Job:
 def label_pairs(backend: Backend, pairs: list[dict[str, Any]], constitution: Constitution,
                 config: LabelConfig) -> list[dict[str, Any]]:
     """Label a chunk of pairs: at most one generate call (chain of thought) and one score
-    call for the whole chunk. Each pair is ``{"id", "messages", "responses": [r0, r1]}``."""
+    call for the whole chunk. Each pair is ``{"id", "messages", "responses": [r0, r1]}``.
+    Raises ``RequestsFailed`` if any request failed for good (``label_some`` keeps the rest)."""
+    rows, errors = label_some(backend, pairs, constitution, config)
+    if errors:
+        raise RequestsFailed(backend.spec, rows, {i: errors[p["id"]] for i, p in enumerate(pairs)
+                                                  if p["id"] in errors})
+    return rows  # type: ignore[return-value]
+
+
+def label_some(backend: Backend, pairs: list[dict[str, Any]], constitution: Constitution,
+               config: LabelConfig) -> tuple[list[dict[str, Any] | None], dict[str, str]]:
+    """``label_pairs`` that keeps going when requests fail for good: a row per pair (None
+    where one of its requests failed) and the error by pair id."""
     jobs: list[_Job] = []
     for i, pair in enumerate(pairs):
         convo = [Message.model_validate(m) for m in pair["messages"]]
@@ -181,23 +193,32 @@ def label_pairs(backend: Backend, pairs: list[dict[str, Any]], constitution: Con
                 a, b = (r1, r0) if swapped else (r0, r1)
                 jobs.append(_Job(i, pr, swapped, feedback_messages(convo, a, b, pr.comparison,
                                                                    config.few_shot, config.delimit)))
+    owners = [pairs[j.pair]["id"] for j in jobs]
+    errors: dict[str, str] = {}
     if config.cot:
-        gens = backend.generate([GenerationRequest(messages=j.messages, prefix=COT_PREFIX,
-                                                   sampling=config.reasoning) for j in jobs])
+        gens, errors = call_grouped(backend.generate, [GenerationRequest(
+            messages=j.messages, prefix=COT_PREFIX, sampling=config.reasoning) for j in jobs], owners)
         for j, g in zip(jobs, gens):
-            j.reasoning = g.texts[0].strip()
+            j.reasoning = g.texts[0].strip() if g is not None else ""
     prefix = (lambda j: f"{COT_PREFIX} {j.reasoning}\n{ANSWER_PREFIX}") if config.cot \
         else (lambda j: ANSWER_PREFIX)
-    scores = backend.score([ChoiceRequest(messages=j.messages, prefix=prefix(j), options=OPTIONS)
-                            for j in jobs])
+    todo = [k for k in range(len(jobs)) if owners[k] not in errors]
+    got, more = call_grouped(backend.score, [ChoiceRequest(
+        messages=jobs[k].messages, prefix=prefix(jobs[k]), options=OPTIONS) for k in todo],
+        [owners[k] for k in todo])
+    errors.update(more)
+    jobs_and_scores = [(jobs[k], s) for k, s in zip(todo, got) if owners[k] not in errors]
     per_pair: list[list[tuple[_Job, float]]] = [[] for _ in pairs]
-    for j, s in zip(jobs, scores):
+    for j, s in jobs_and_scores:
         p_a = normalise(s)
         if config.cot:
             p_a = clamp(p_a, config.clamp)
         per_pair[j.pair].append((j, p_a))
-    rows = []
+    rows: list[dict[str, Any] | None] = []
     for pair, results in zip(pairs, per_pair):
+        if pair["id"] in errors:
+            rows.append(None)
+            continue
         # p0: probability that responses[0] is better, from each scoring.
         p0s = [(1 - p) if j.swapped else p for j, p in results]
         straight = [(1 - p) if j.swapped else p for j, p in results if not j.swapped]
@@ -219,7 +240,7 @@ def label_pairs(backend: Backend, pairs: list[dict[str, Any]], constitution: Con
             "reasoning": [j.reasoning for j, _ in results] if config.cot else None,
             "category": pair.get("category"),
         })
-    return rows
+    return rows, errors
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -247,13 +268,18 @@ def run_label(backend: Backend, pairs: list[dict[str, Any]], constitution: Const
     stage.start(fingerprint=settings,
                 provenance=provenance(model=backend.spec, constitution_hash=constitution.hash,
                                       config=settings), overwrite=overwrite)
-    done = stage.ids()
-    todo = [p for p in pairs if content_hash([p["id"], "label"]) not in done]
-    with progress("label", total=len(pairs), done=len(pairs) - len(todo)) as advance:
-        for start in range(0, len(todo), chunk_size):
-            chunk = todo[start : start + chunk_size]
-            stage.append(label_pairs(backend, chunk, constitution, config))
-            advance(len(chunk))
+    def record_id(pair: dict[str, Any]) -> str:
+        return content_hash([pair["id"], "label"])
+
+    def work(chunk: list[dict[str, Any]]) -> Chunk:
+        rows, errors = label_some(backend, chunk, constitution, config)
+        done = Chunk()
+        done.rows = [r for r in rows if r is not None]
+        done.failures = [{"id": record_id(p), "pair_id": p["id"], "error": errors[p["id"]]}
+                         for p, r in zip(chunk, rows) if r is None]
+        return done
+
+    run_chunks(stage, pairs, record_id, work, chunk_size, "label")
     return stage.finish(position_bias=position_bias(list(stage.records())))
 
 
@@ -269,5 +295,5 @@ def prompts_to_pairs_sampling(seed: int, temperature: float = 1.0,
                     seed=seed)
 
 
-__all__ = ["LabelConfig", "label_pairs", "run_label", "position_bias", "quote", "normalise",
+__all__ = ["LabelConfig", "label_pairs", "label_some", "run_label", "position_bias", "quote", "normalise",
            "clamp", "feedback_messages", "pairs_from_generations", "Prompt"]

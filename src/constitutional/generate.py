@@ -11,12 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .backends.base import Backend, GenerationRequest, RequestsFailed, Sampling
-from .errors import CaiError
+from .backends.base import Backend, Generation, GenerationRequest, Sampling, call_partial
 from .hashing import content_hash
-from .progress import progress
 from .prompts import Prompt
-from .records import RunStore, provenance
+from .records import Chunk, RunStore, provenance, run_chunks
 
 STAGE = "generate"
 
@@ -36,42 +34,73 @@ def generate(backend: Backend, prompts: list[Prompt], out: str | Path, sampling:
     def record_id(p: Prompt) -> str:
         return content_hash([p.id, settings])
 
-    todo = [p for p in prompts if record_id(p) not in stage.ids()]
-    tokens = failed = 0
-    with progress(stage_name, total=len(prompts), done=len(prompts) - len(todo)) as advance:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            # Each prompt's seed is derived from the run seed and the prompt, not its position.
-            requests = [GenerationRequest(messages=p.messages, sampling=sampling.model_copy(
-                update={"seed": int(content_hash([sampling.seed, p.id]), 16) % 2**31}))
-                for p in batch]
-            try:
-                results, errors = backend.generate(requests), {}
-            except RequestsFailed as e:  # keep what came back; the rest is retried next run
-                results, errors = e.results, e.errors
-            rows, failures = [], []
-            for i, (p, g) in enumerate(zip(batch, results)):
-                if g is None:
-                    failures.append({"id": record_id(p), "prompt_id": p.id, "error": errors.get(i)})
-                    continue
-                tokens += sum(g.tokens)
-                rows.append({
-                    "id": record_id(p),
-                    "prompt_id": p.id,
-                    "messages": [m.model_dump() for m in p.messages],
-                    "category": p.category,
-                    "responses": g.texts,
-                    "tokens": g.tokens,
-                    "finish_reasons": g.finish_reasons,
-                    "warnings": g.warnings,
-                    "model": backend.spec,
-                })
-            stage.append(rows)
-            stage.record_failures(failures)
-            failed += len(failures)
-            advance(len(batch))
-    if failed:
-        raise CaiError(f"{stage.path}: {failed} prompts failed after retries (see "
-                       f"{stage.path.with_name(stage_name + '.failures.jsonl')}); "
-                       "rerun the same command to retry them")
+    tokens = 0
+
+    def work(batch: list[Prompt]) -> Chunk:
+        nonlocal tokens
+        # Each prompt's seed is derived from the run seed and the prompt, not its position.
+        requests = [GenerationRequest(messages=p.messages, sampling=sampling.model_copy(
+            update={"seed": int(content_hash([sampling.seed, p.id]), 16) % 2**31}))
+            for p in batch]
+        results, errors = call_partial(backend.generate, requests)
+        done = Chunk()
+        for i, (p, g) in enumerate(zip(batch, results)):
+            if g is None:
+                done.failures.append({"id": record_id(p), "prompt_id": p.id, "error": errors.get(i)})
+                continue
+            tokens += sum(g.tokens)
+            done.rows.append({
+                "id": record_id(p),
+                "prompt_id": p.id,
+                "messages": [m.model_dump() for m in p.messages],
+                "category": p.category,
+                "responses": g.texts,
+                "tokens": g.tokens,
+                "finish_reasons": g.finish_reasons,
+                "warnings": g.warnings,
+                "model": backend.spec,
+            })
+        return done
+
+    run_chunks(stage, prompts, record_id, work, batch_size, stage_name)
     return stage.finish(new_tokens=tokens)
+
+
+class Recorded:
+    """A backend whose generations are kept in a run-store stage, keyed by request.
+
+    For stages that make all their model calls first and then write one derived file
+    (``cai redteam``): each call's results are appended as they arrive, a rerun after a
+    kill or a failed request reads them back and asks only for what is missing, and a
+    request that fails for good ends the call with ``Incomplete`` (listed in
+    ``NAME.failures.jsonl``)."""
+
+    def __init__(self, backend: Backend, out: str | Path, stage_name: str, chunk_size: int = 32):
+        self.backend, self.spec = backend, backend.spec
+        self.stage = RunStore(out).stage(stage_name)
+        self.chunk_size = chunk_size
+
+    def _key(self, request: GenerationRequest) -> str:
+        return content_hash([self.spec, request.model_dump(mode="json")])
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        settings = {"model": self.spec}
+        self.stage.start(fingerprint=settings, provenance=provenance(model=self.spec, config=settings))
+
+        def work(batch: list[GenerationRequest]) -> Chunk:
+            results, errors = call_partial(self.backend.generate, batch)
+            done = Chunk()
+            for i, (r, g) in enumerate(zip(batch, results)):
+                if g is None:
+                    done.failures.append({"id": self._key(r), "error": errors.get(i)})
+                else:
+                    done.rows.append({"id": self._key(r), "generation": g.model_dump(mode="json")})
+            return done
+
+        run_chunks(self.stage, requests, self._key, work, self.chunk_size)
+        self.stage.finish()
+        by_key = {row["id"]: row["generation"] for row in self.stage.records()}
+        return [Generation.model_validate(by_key[self._key(r)]) for r in requests]
+
+    def score(self, requests):
+        return self.backend.score(requests)

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import CaiError
 from .hashing import content_hash
-from .records import now, provenance
+from .records import now, provenance, lock_folder
 
 
 class _Section(BaseModel):
@@ -306,6 +306,7 @@ class Run:
         from . import stages
 
         self.root.mkdir(parents=True, exist_ok=True)
+        lock_folder(self.root)  # one writer per run; a second `cai run` here stops at once
         (self.root / "config.json").write_text(
             json.dumps(self.config.model_dump(mode="json"), indent=2) + "\n")
         results = {}

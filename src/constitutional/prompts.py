@@ -64,7 +64,7 @@ def load_prompts(path: str | Path, column: str | None = None,
     if path.suffix.lower() in (".csv", ".tsv"):
         rows = _csv_rows(path, text)
     else:
-        rows = _jsonl_rows(path, text)
+        rows = _jsonl_rows(path)
     prompts: dict[str, Prompt] = {}
     for line, row in rows:
         if where and any(str(row.get(k, "")) != v for k, v in where.items()):
@@ -89,14 +89,11 @@ def _csv_rows(path: Path, text: str):
         raise CaiError(f"{path}:{reader.line_num}: bad CSV ({e})") from None
 
 
-def _jsonl_rows(path: Path, text: str):
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CaiError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+def _jsonl_rows(path: Path):
+    """(line, row) of a JSONL prompt file; a line may also be a bare JSON string."""
+    from .records import jsonl_objects
+
+    for n, row in jsonl_objects(path, objects_only=False):
         if isinstance(row, str):
             row = {"prompt": row}
         if not isinstance(row, dict):

@@ -24,7 +24,7 @@ from .backends.base import Backend, GenerationRequest, Message, Sampling, chat
 from .errors import CaiError
 from .hashing import content_hash
 from .prompts import Prompt, load_prompts, make_prompt, packaged
-from .sft_data import write_jsonl
+from .records import write_jsonl
 
 BUNDLED = {"redteam": "redteam_prompts.jsonl", "helpful": "helpful_prompts.jsonl",
            "borderline": "borderline_prompts.jsonl"}
@@ -272,8 +272,12 @@ def coverage(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 def build_redteam(seeds: list[Prompt], out: str | Path, backend: Backend | None = None,
                   generate_per_category: int = 0, mutations: list[str] | None = None,
                   dedup_method: str = "ngram", seed: int = 0) -> dict[str, Any]:
+    from .generate import Recorded
+
     rows: list[dict[str, Any]] = []
     origin: dict[str, tuple[str, str | None]] = {p.id: ("seed", None) for p in seeds}
+    if backend is not None:  # model outputs kept as they come: a rerun asks only for the rest
+        backend = Recorded(backend, out, "redteam-generations")
     pool = list(seeds)
     if generate_per_category:
         if backend is None:

@@ -40,15 +40,16 @@ def _read(path: Path) -> Any:
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
+    """A run's records; a stage still writing (or killed mid-write) may leave a torn last
+    line, which is skipped. The report never fails on what it reads."""
+    from .records import jsonl_objects
+
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn last line of an interrupted stage
-    return rows
+    try:
+        return [row for _, row in jsonl_objects(path, torn_tail_ok=True)]
+    except CaiError:
+        return []
 
 
 # -- SVG ------------------------------------------------------------------------------

@@ -22,32 +22,9 @@ from typing import Any, Iterable, Literal
 
 from .errors import CaiError
 from .hashing import content_hash
+from .records import read_jsonl, write_jsonl
 
 Mode = Literal["final", "all", "cot"]
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    from .records import StageFile
-
-    path = Path(path)
-    if not path.is_file():
-        raise CaiError(f"{path}: no such file")
-    return list(StageFile(path.parent, path.name.removesuffix(".jsonl")).records())
-
-
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write a whole derived file atomically: a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".jsonl.tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return n
 
 
 def harmless_rows(trajectory: dict[str, Any], mode: Mode) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from .errors import CaiError
 from .backends.base import Sampling
 from .hashing import content_hash
 from .prompts import Prompt, load_prompts
-from .sft_data import read_jsonl, write_jsonl
+from .records import read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     from .pipeline import Run

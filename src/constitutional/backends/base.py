@@ -106,3 +106,24 @@ class RequestsFailed(CaiError):
         first = next(iter(errors.values()))
         super().__init__(f"model {spec!r}: {len(errors)} of {len(results)} requests failed after "
                          f"retries (first: {first}); rerun to retry them")
+
+
+def call_partial(call, requests: list) -> tuple[list[Any], dict[int, str]]:
+    """A batched backend call that keeps what succeeded when some requests fail for good:
+    (results, with None where a request failed; index → error)."""
+    if not requests:
+        return [], {}
+    try:
+        return call(requests), {}
+    except RequestsFailed as e:
+        return e.results, e.errors
+
+
+def call_grouped(call, requests: list, owners: list) -> tuple[list[Any], dict[Any, str]]:
+    """``call_partial`` for requests that belong to items (``owners[k]`` is request k's
+    item): the results, and the first error of each item one of whose requests failed."""
+    results, failed = call_partial(call, requests)
+    errors: dict[Any, str] = {}
+    for k, error in sorted(failed.items()):
+        errors.setdefault(owners[k], str(error))
+    return results, errors

@@ -1,7 +1,10 @@
 """A deterministic stand-in model for unit tests of stage logic — never for results.
 
 It records every batched call, so a test can check that a stage made one call per
-round rather than one per prompt (as simonw/llm's MockModel does):
+round rather than one per prompt (as simonw/llm's MockModel does). ``fail`` (or the
+environment variable ``CAI_SCRIPTED_FAIL``, for tests that run the real command) is the
+share of requests that fail for good, chosen by a hash of the request, as a server that
+keeps failing would make them:
 
     backend = ScriptedBackend(reply=lambda req, k: "I can't help with that.")
     stage(backend, ...)
@@ -10,11 +13,12 @@ round rather than one per prompt (as simonw/llm's MockModel does):
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
 
 from ..hashing import content_hash
-from .base import ChoiceRequest, Generation, GenerationRequest, truncate_at_stop
+from .base import ChoiceRequest, Generation, GenerationRequest, RequestsFailed, truncate_at_stop
 
 Reply = Callable[[GenerationRequest, int], str]
 Scorer = Callable[[ChoiceRequest], dict[str, float]]
@@ -37,8 +41,13 @@ def default_scores(request: ChoiceRequest) -> dict[str, float]:
 
 class ScriptedBackend:
     def __init__(self, reply: Reply = default_reply, scores: Scorer = default_scores,
-                 spec: str = "scripted", delay: float = 0.0):
+                 spec: str = "scripted", delay: float = 0.0, fail: float | None = None):
         self.delay = delay
+        # CAI_SCRIPTED_FAIL=0.2 fails 20% of all requests; score=0.2 (or generate=0.2) only
+        # those of one call.
+        env = os.environ.get("CAI_SCRIPTED_FAIL", "0")
+        self.fail_only, _, share = env.rpartition("=")
+        self.fail = float(share) if fail is None else fail
         self.reply = reply
         self.scores = scores
         self.spec = spec
@@ -47,16 +56,31 @@ class ScriptedBackend:
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
         self.calls.append(("generate", list(requests)))
         time.sleep(self.delay * len(requests))
-        out = []
+        out: list = []
         for r in requests:
+            if self._fails(r):
+                out.append(None)
+                continue
             texts = [truncate_at_stop(self.reply(r, k), r.sampling.stop)[0]
                      for k in range(r.sampling.n)]
             tokens = [min(len(t.split()), r.sampling.max_new_tokens) for t in texts]
             out.append(Generation(texts=texts, tokens=tokens,
                                   finish_reasons=["stop"] * r.sampling.n))
-        return out
+        return self._check(out)
 
     def score(self, requests: list[ChoiceRequest]) -> list[dict[str, float]]:
         self.calls.append(("score", list(requests)))
         time.sleep(self.delay * len(requests))
-        return [self.scores(r) for r in requests]
+        return self._check([None if self._fails(r) else self.scores(r) for r in requests])
+
+    def _fails(self, request) -> bool:
+        kind = "score" if hasattr(request, "options") else "generate"
+        if self.fail_only and self.fail_only != kind:
+            return False
+        return bool(self.fail) and int(content_hash(request.model_dump(mode="json"), 8), 16) % 10_000 < self.fail * 10_000
+
+    def _check(self, out: list) -> list:
+        errors = {i: "scripted failure (HTTP 503)" for i, x in enumerate(out) if x is None}
+        if errors:
+            raise RequestsFailed(self.spec, out, errors)
+        return out

@@ -100,13 +100,12 @@ def agreement(path=None, backend=None) -> dict:
     """Agreement with a hand-labelled set (ours: ``data/refusal_labelled.jsonl``):
     accuracy, Cohen's kappa, and the confusion table (label → predicted → count). The
     string rules by default; the model judge when ``backend`` is given."""
-    import json
     from collections import Counter
 
     from ..prompts import packaged
+    from ..records import read_jsonl
 
-    path = path or packaged("refusal_labelled.jsonl")
-    rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    rows = read_jsonl(path or packaged("refusal_labelled.jsonl"))
     predicted = judge(backend, [(r["prompt"], r["response"]) for r in rows]) if backend \
         else [classify(r["response"]) for r in rows]
     pairs = [(r["label"], p) for r, p in zip(rows, predicted)]

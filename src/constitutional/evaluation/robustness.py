@@ -31,7 +31,7 @@ from ..constitution import Constitution
 from ..errors import CaiError
 from ..hashing import content_hash
 from ..prompts import Prompt, make_prompt
-from ..sft_data import write_jsonl
+from ..records import write_jsonl
 from .harm import judge_harm, violation_table
 from .refusal import classify
 
@@ -73,10 +73,10 @@ def load_cases(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise CaiError(f"{path}: no such file")
-    from ..prompts import _jsonl_rows
+    from ..records import jsonl_objects
 
     cases = []
-    for n, row in _jsonl_rows(path, path.read_text(encoding="utf-8")):
+    for n, row in jsonl_objects(path):
         for field in ("prompt", "principles", "expect"):
             if field not in row:
                 raise CaiError(f"{path}:{n}: field {field!r} missing")

@@ -18,20 +18,18 @@ from __future__ import annotations
 import json
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..backends import LazyBackend
 from ..backends.base import Sampling
 from ..constitution import Constitution, Principle
-from ..feedback import LabelConfig, label_pairs
+from ..feedback import LabelConfig, label_some
 from ..generate import generate
 from ..hashing import content_hash
-from ..progress import console, progress
 from ..prompts import Prompt
-from ..records import RunStore
-from ..sft_data import write_jsonl
+from ..records import Chunk, RunStore, provenance, run_chunks, write_jsonl
 from .elo import elo
-from .harm import judge_harm, violation_table
+from .harm import judge_harm_some, violation_table
 from .metrics import wilson
 from .refusal import classify
 
@@ -54,20 +52,35 @@ def _responses(name: str, spec: str, prompts: list[Prompt], out: Path, sampling:
     return {r["prompt_id"]: r["responses"][0] for r in rows}
 
 
-def _cached(stage_dir: Path, name: str, key: Any, make) -> list[dict[str, Any]]:
-    """Judge results keyed by their inputs; a rerun with the same inputs reads them back."""
-    path = stage_dir / f"{name}.json"
-    k = content_hash(key)
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("key") == k:
-            return saved["rows"]
-    rows = make()
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": k, "rows": rows}))
-    tmp.replace(path)
-    return rows
+def _judged(folder: Path, name: str, settings: dict[str, Any], items: list[dict[str, Any]],
+            work: Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any] | None], dict]],
+            chunk_size: int = 32) -> list[dict[str, Any]]:
+    """Judge verdicts as a resumable stage (``folder/name.jsonl``), in ``items`` order.
+
+    A record's id hashes the item (its id and the text judged) with the judge settings, so
+    a rerun reads back what is on disk and judges only what is new or missing; requests
+    that fail for good are listed in ``name.failures.jsonl`` and retried by the rerun."""
+    stage = RunStore(folder).stage(name)
+    stage.start(fingerprint=settings, provenance=provenance(config=settings), overwrite=True)
+
+    def key(item: dict[str, Any]) -> str:
+        return content_hash([item["id"], item.get("response"), item.get("responses"), settings])
+
+    def chunk_work(chunk: list[dict[str, Any]]) -> Chunk:
+        rows, errors = work(chunk)
+        done = Chunk()
+        for i, (item, row) in enumerate(zip(chunk, rows)):
+            if row is None:
+                done.failures.append({"id": key(item), "item_id": item["id"],
+                                      "error": errors.get(i, errors.get(item["id"]))})
+            else:
+                done.rows.append({**row, "id": key(item), "item_id": item["id"]})
+        return done
+
+    run_chunks(stage, items, key, chunk_work, chunk_size, f"judge {name}")
+    stage.finish()
+    by_key = {r["id"]: r for r in stage.records()}
+    return [by_key[key(item)] for item in items]
 
 
 def evaluate_models(models: dict[str, str], feedback: str, harmful: list[Prompt],
@@ -94,12 +107,11 @@ def evaluate_models(models: dict[str, str], feedback: str, harmful: list[Prompt]
                   "messages": [m.model_dump() for m in prompts[pid].messages],
                   "response": answers[name][pid], "category": prompts[pid].category}
                  for pid in prompts if kind[pid] == "harmful"]
-        key = [constitution.hash, feedback, judge_principles, [(i["id"], i["response"]) for i in items]]
         harm: list[dict[str, Any]] = []
         if judge_harmful and items:
-            console.print(f"judging harm: {name} ({len(items)} responses)")
-            harm = _cached(out / "harm", name, key,
-                           lambda: judge_harm(judge, items, constitution, judge_principles))
+            harm = _judged(out / "harm", name, {"constitution": constitution.hash, "judge": feedback,
+                                                "principles": judge_principles}, items,
+                           lambda chunk: judge_harm_some(judge, chunk, constitution, judge_principles))
         harm_by_prompt = {i["prompt_id"]: h for i, h in zip(items, harm)}
         classes = {pid: classify(answers[name][pid]) for pid in prompts}
         for pid, p in prompts.items():
@@ -153,20 +165,15 @@ def _compare(judge, names: list[str], answers, prompts, ids: list[str], const: C
             index.append((i, j))
     if not pairs:
         return {}
-    key = [const.hash, judge.spec, [(p["id"], p["responses"]) for p in pairs], seed]
-
-    def run():
-        rows = []
-        with progress(f"compare ({axis})", total=len(pairs)) as advance:
-            for start in range(0, len(pairs), 32):
-                chunk = pairs[start : start + 32]
-                rows.extend(label_pairs(judge, chunk, const, LabelConfig(seed=seed)))
-                advance(len(chunk))
+    def work(chunk):
+        rows, errors = label_some(judge, chunk, const, LabelConfig(seed=seed))
         # both orders were scored: p(first model better) is the mean of the two views
-        return [{"pair_id": r["pair_id"],
-                 "p_first": (r["p_response0_ab"] + r["p_response0_ba"]) / 2} for r in rows]
+        return [None if r is None else {"pair_id": r["pair_id"],
+                                        "p_first": (r["p_response0_ab"] + r["p_response0_ba"]) / 2}
+                for r in rows], errors
 
-    rows = _cached(out / "compare", axis, key, run)
+    rows = _judged(out / "compare", axis, {"constitution": const.hash, "judge": judge.spec,
+                                           "seed": seed}, pairs, work)
     comparisons = [(i, j, r["p_first"]) for (i, j), r in zip(index, rows)]
     return elo(names, comparisons, seed=seed)
 
@@ -184,9 +191,10 @@ def harm_by_round(feedback: str, trajectories: list[dict[str, Any]], constitutio
                   "response": t["initial"] if r == 0 else t["rounds"][r - 1]["revision"],
                   "category": t.get("category")}
                  for t in trajectories if r == 0 or len(t["rounds"]) >= r]
-        key = [constitution.hash, feedback, judge_principles, [(i["id"], i["response"]) for i in items]]
-        rows = _cached(Path(out) / "by-round", f"round-{r}", key,
-                       lambda: judge_harm(judge, items, constitution, judge_principles))
+        rows = _judged(Path(out) / "by-round", f"round-{r}",
+                       {"constitution": constitution.hash, "judge": feedback,
+                        "principles": judge_principles}, items,
+                       lambda chunk: judge_harm_some(judge, chunk, constitution, judge_principles))
         table = violation_table(rows)["all"]
         result.append({"round": r, "rate": table["rate"], "ci95": table["ci95"], "n": table["n"],
                        "mean_p_violation": sum(x["p_violation"] for x in rows) / len(rows)})

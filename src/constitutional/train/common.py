@@ -10,7 +10,7 @@ import torch
 from transformers import AutoTokenizer, TrainerCallback
 
 from ..backends.hf import resolve_model_dir
-from ..records import now, provenance
+from ..records import lock_folder, now, provenance
 from ..progress import console
 
 
@@ -30,7 +30,9 @@ def lora_config(r: int = 16, task_type: str = "CAUSAL_LM"):
 
 
 def common_args(out: Path, **overrides: Any) -> dict[str, Any]:
-    """TrainingArguments fields we set the same way for every trainer."""
+    """TrainingArguments fields we set the same way for every trainer. Every trainer
+    calls this first, so this is where the output folder becomes this process's alone."""
+    lock_folder(out)
     args = dict(output_dir=str(out / "checkpoints"), logging_steps=1, save_strategy="no",
                 report_to="none", bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(),
                 dataloader_num_workers=0, disable_tqdm=False, seed=0,
