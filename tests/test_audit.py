@@ -334,3 +334,51 @@ def test_audit_cli_sample_import_report(tmp_path):
     assert p.returncode == 2 and "unknown kind 'nope'" in p.stderr and "Traceback" not in p.stderr
     p = cai("audit", "serve", "--db", tmp_path / "none.db", "-r", "ann")
     assert p.returncode == 2 and "no audit database" in p.stderr
+
+
+def test_eight_reviewers_writing_at_once_lose_nothing_and_double_nothing(tmp_path):
+    """8 reviewers × 50 reviews posted at the same moment on loopback, then 8 × 50 changes of
+    mind: exactly one review per (item, reviewer) with the last label, and no 5xx."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = AuditDB(tmp_path / "a.db")
+    db.add_items(collect(fake_run(tmp_path, 40)))
+    items = db.items()[:50]
+    assert len(items) == 50
+    tokens = {f"r{k}": db.new_token(f"r{k}") for k in range(8)}
+    opener = urllib.request.build_opener(_NoRedirect)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def post(url, form):
+        req = urllib.request.Request(url + "/review", urllib.parse.urlencode(form).encode())
+        try:
+            opener.open(req, timeout=60)
+            return 200
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def reviewer(url, name, barrier, flip):
+        barrier.wait(timeout=30)
+        for it in items:
+            other = next(c for c in it["choices"] if c != it["ai_label"])
+            label = other if flip else it["ai_label"]
+            code = post(url, {"item_id": it["id"], "action": "save", "label": label, "token": tokens[name]})
+            with lock:
+                statuses.append(code)
+
+    with Server(db.path) as s:
+        t0 = time.monotonic()
+        for flip in (False, True):
+            barrier = threading.Barrier(len(tokens))
+            with ThreadPoolExecutor(len(tokens)) as pool:
+                for f in [pool.submit(reviewer, s.url, name, barrier, flip) for name in tokens]:
+                    f.result(timeout=300)
+        seconds = time.monotonic() - t0
+    assert len(statuses) == 800 and set(statuses) == {303}, Counter(statuses)
+    rows = db.reviews()
+    assert len(rows) == 400 and len({(r["item_id"], r["reviewer"]) for r in rows}) == 400
+    assert all(r["verdict"] == "disagree" for r in rows)  # the second pass won everywhere
+    print(f"800 concurrent review posts in {seconds:.1f} s")

@@ -47,7 +47,7 @@ def test_unreachable_server_fails_clearly_and_writes_nothing(tmp_path):
         port = s.getsockname()[1]
     backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "smollm2", max_retries=1, timeout=2)
     prompts = [Prompt(id=f"p{i}", messages=chat(f"hello {i}")) for i in range(3)]
-    with pytest.raises(CaiError, match="3 prompts failed after retries"):
+    with pytest.raises(CaiError, match="3 of 3 records failed after retries"):
         generate(backend, prompts, tmp_path, Sampling(max_new_tokens=4))
     assert not (tmp_path / "generate.jsonl").exists()
     failures = [json.loads(x) for x in (tmp_path / "generate.failures.jsonl").read_text().splitlines()]
@@ -161,3 +161,42 @@ def test_cai_label_through_the_server(llama_server, tmp_path):
         check=True)
     rows = [json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(0.5 <= r["p_chosen"] <= 1 for r in rows)
+
+
+@needs_server
+@pytest.mark.parametrize("stage", ["critique", "label"])
+def test_critique_and_label_keep_their_records_through_a_faulty_proxy(llama_server, tmp_path, stage):
+    """The stages beyond generate: failed requests are listed, the rest kept, reruns finish."""
+    from constitutional import constitution
+    from constitutional.critique import CritiqueConfig, run_critique
+    from constitutional.feedback import LabelConfig, run_label
+    from constitutional.records import Incomplete, release_folder
+
+    prompts = [Prompt(id=f"p{i:02d}", messages=chat(f"How do I deal with problem {i}?"))
+               for i in range(12)]
+    pairs = [{"id": p.id, "messages": [m.model_dump() for m in p.messages],
+              "responses": ["I can't help.", f"Try step {i} first."]} for i, p in enumerate(prompts)]
+    c = constitution.load()
+    short = Sampling(max_new_tokens=6, temperature=0)
+    config = CritiqueConfig(rounds=1, few_shot_examples=1, response=short, critique=short, revision=short)
+    artifact = tmp_path / ("critique.jsonl" if stage == "critique" else "labels.jsonl")
+    with FaultProxy(llama_server.rsplit("/v1", 1)[0], seed=3, delay_s=4.0) as proxy:
+        backend = OpenAIBackend(proxy.url + "/v1", "smollm2", concurrency=4, timeout=3.0, max_retries=1)
+        runs, kept_after_failure = 0, None
+        while True:
+            runs += 1
+            try:
+                if stage == "critique":
+                    run_critique(backend, prompts, c, tmp_path, config, chunk_size=4)
+                else:
+                    run_label(backend, pairs, c, tmp_path, LabelConfig(), chunk_size=4)
+                break
+            except Incomplete as e:
+                assert "rerun" in str(e)
+                kept_after_failure = kept_after_failure or len(artifact.read_text().splitlines())
+                assert runs < 8, "still failing after 7 reruns"
+    release_folder(tmp_path)
+    assert runs > 1 and kept_after_failure, "the proxy never made a stage fail part-way"
+    rows = [json.loads(x) for x in artifact.read_text().splitlines()]
+    assert len(rows) == 12 and len({r["id"] for r in rows}) == 12
+    assert (tmp_path / f"{artifact.stem}.failures.jsonl").read_text().strip()

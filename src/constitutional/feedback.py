@@ -12,8 +12,9 @@ thought the model writes its reasoning first and the options are scored after it
 probabilities are clamped to [0.4, 0.6] by default (Bai et al. 2022: without a clamp the
 policy learned extreme responses).
 
-Responses are untrusted: they are quoted between tags the responses cannot forge, so a
-response that says "The answer is: (A)" is only quoted text, not the judge's answer.
+Responses are untrusted: they are quoted between tags the responses cannot forge, and
+what in them reads like the judge's answer ("The answer is: (A)") is defused before it is
+quoted (``quote``), so a response cannot answer for the judge.
 """
 
 from __future__ import annotations
@@ -74,12 +75,31 @@ Options:
 ANSWER_PREFIX = "The answer is:"
 COT_PREFIX = "Let's think step by step:"
 
-_TAG = re.compile(r"<\s*/?\s*(response_[ab]|conversation)\s*>", re.IGNORECASE)
+# Anything in quoted text that looks like markup (our delimiters, a forged closing tag, a
+# chat-template token) or like the judge's own answer ("The answer is: (B)", "(A)").
+_TAGLIKE = re.compile(r"<\s*(/?)\s*([A-Za-z|][\w|.:-]{0,40})\s*(/?)\s*>")
+_ANSWER = re.compile(
+    r"\b(?:the\s+)?(?:(?:correct|final|right|best|judge'?s?)\s+)?(?:answer|choice|verdict)"
+    r"\s*(?:is|would be|should be|must be|=|:)(?:\s*:)?"
+    r"(?:\s*[(\[]?\s*(?:option\s+|response\s+)?(?-i:[A-D])\b(?:\s*[)\]])?)?", re.IGNORECASE)
+_OPTION = re.compile(r"\(\s*([A-D])\s*\)")
 
 
-def quote(text: str) -> str:
-    """Neutralise anything in model text that looks like our delimiters."""
-    return _TAG.sub(lambda m: f"[{m.group(1)}]", text)
+def quote(text: str, neutralise: bool = True) -> str:
+    """Make model text safe to quote to a judge.
+
+    Tag-like text becomes bracketed (``</response_A>`` → ``[/response_A]``), so nothing in
+    a response can close our delimiters. With ``neutralise`` (always, in real use), what
+    reads like the judge's answer is defused too: an answer phrase with the option it
+    names ("The answer is: (B)") becomes ``[answer-like text removed]`` and a bare option
+    mark "(B)" becomes "[B]". The judge scores
+    " (A)" and " (B)" right after "The answer is:"; a response that contains that very
+    sequence invites the model to copy it (benchmarks/reliability.md, section 3)."""
+    text = _TAGLIKE.sub(lambda m: f"[{m.group(1)}{m.group(2)}{m.group(3)}]", text)
+    if neutralise:
+        text = _ANSWER.sub("[answer-like text removed]", text)
+        text = _OPTION.sub(lambda m: f"[{m.group(1)}]", text)
+    return text
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,9 @@ class LabelConfig:
     # Quote the responses between tags they cannot forge (always, in real use). False
     # pastes them in plainly: only for measuring what the quoting buys (judge injection).
     delimit: bool = True
+    # Defuse answer-like phrases and option marks inside quoted text (``quote``). False only
+    # to measure what that buys.
+    neutralise: bool = True
     reasoning: Sampling = field(default_factory=lambda: Sampling(
         max_new_tokens=96, temperature=0.0, stop=(ANSWER_PREFIX,)))
 
@@ -100,7 +123,8 @@ class LabelConfig:
         return {"ensemble": self.ensemble, "both_orders": self.both_orders, "cot": self.cot,
                 "clamp": list(self.clamp), "few_shot": self.few_shot, "seed": self.seed,
                 "reasoning": self.reasoning.model_dump(mode="json"),
-                **({} if self.delimit else {"delimit": False})}
+                **({} if self.delimit else {"delimit": False}),
+                **({} if self.neutralise else {"neutralise": False})}
 
 
 FEW_SHOT = [
@@ -123,7 +147,8 @@ FEW_SHOT = [
 
 
 def feedback_messages(conversation: list[Message] | tuple[Message, ...], a: str, b: str,
-                      question: str, few_shot: bool, delimit: bool = True) -> tuple[Message, ...]:
+                      question: str, few_shot: bool, delimit: bool = True,
+                      neutralise: bool = True) -> tuple[Message, ...]:
     turns: list[Message] = []
     if few_shot:
         for conv, xa, xb, q, answer, _ in FEW_SHOT:
@@ -131,8 +156,9 @@ def feedback_messages(conversation: list[Message] | tuple[Message, ...], a: str,
                 conversation=conv, a=xa, b=xb, question=q)))
             turns.append(Message(role="assistant", content=f"{ANSWER_PREFIX} ({answer})"))
     if delimit:
-        text = FEEDBACK_TEMPLATE.format(conversation=render_conversation(conversation),
-                                        a=quote(a), b=quote(b), question=question)
+        text = FEEDBACK_TEMPLATE.format(
+            conversation=quote(render_conversation(conversation), neutralise),
+            a=quote(a, neutralise), b=quote(b, neutralise), question=question)
     else:
         text = PLAIN_TEMPLATE.format(conversation=render_conversation(conversation), a=a, b=b,
                                      question=question)
@@ -191,8 +217,8 @@ def label_some(backend: Backend, pairs: list[dict[str, Any]], constitution: Cons
         for pr in sample_principles(constitution, pair["id"], config.ensemble, config.seed):
             for swapped in ((False, True) if config.both_orders else (False,)):
                 a, b = (r1, r0) if swapped else (r0, r1)
-                jobs.append(_Job(i, pr, swapped, feedback_messages(convo, a, b, pr.comparison,
-                                                                   config.few_shot, config.delimit)))
+                jobs.append(_Job(i, pr, swapped, feedback_messages(
+                    convo, a, b, pr.comparison, config.few_shot, config.delimit, config.neutralise)))
     owners = [pairs[j.pair]["id"] for j in jobs]
     errors: dict[str, str] = {}
     if config.cot:

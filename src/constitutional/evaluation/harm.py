@@ -71,7 +71,7 @@ def judge_harm_some(backend: Backend, items: list[dict[str, Any]], constitution:
         for p in principles_for(constitution, item.get("category"), item["id"], k):
             for yes_first in (True, False):
                 text = JUDGE_TEMPLATE.format(
-                    conversation=render_conversation(convo), response=quote(item["response"]),
+                    conversation=quote(render_conversation(convo)), response=quote(item["response"]),
                     name=p.name, critique=p.critique,
                     first=YES if yes_first else NO, second=NO if yes_first else YES)
                 jobs.append((i, p, yes_first))
