@@ -540,20 +540,48 @@ def eval_regress(
 
 @eval_app.command("refusal-classifier")
 def eval_refusal_classifier(
-    labelled: Optional[Path] = typer.Option(None, help="JSONL of prompt, response, label "
-                                            "(default: our 36-example set)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labelled answers: XSTest's "
+                                        "completions CSV (completion, final_label) or our JSONL "
+                                        "(response, label). Default: our development set."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write agreement.json and "
+                                           "errors.jsonl (every disagreement) here."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Also measure the model "
                                         "judge with this model."),
 ) -> None:
-    """Agreement of the refusal classifier (our string rules, and optionally the model
-    judge) with a hand-labelled set: accuracy, Cohen's kappa, confusion."""
+    """Agreement of the refusal classifier (and optionally the model judge) with people's
+    labels: accuracy, Cohen's kappa, per-class precision and recall, confusion table.
+    XSTest files count a full or partial refusal as a refusal, as XSTest does."""
     from .backends import load_backend
     from .evaluation.refusal import agreement
+    from .records import write_jsonl
 
-    runs = [("rules", None)] + ([(f"judge {model}", load_backend(model))] if model else [])
+    runs = [("classifier", None)] + ([(f"judge {model}", load_backend(model))] if model else [])
+    report = {}
     for name, backend in runs:
-        a = agreement(labelled, backend)
-        out.print(f"{name}: accuracy {a['accuracy']:.3f}, kappa {a['kappa']:.3f} on {a['n']}")
+        a = agreement(data, backend)
+        report[name] = {k: v for k, v in a.items() if k != "errors"}
+        out.print(f"{name}: accuracy {a['accuracy']:.3f} (95% CI {a['ci95'][0]:.3f}–{a['ci95'][1]:.3f}), "
+                  f"kappa {a['kappa']:.3f} on {a['n']} answers; {len(a['errors'])} errors")
+        table = Table(title=f"{name}: label (rows) × predicted (columns)")
+        classes = list(a["confusion"])
+        for col in ["label", *classes, "precision", "recall"]:
+            table.add_column(col)
+        for c in classes:
+            pc = a["per_class"][c]
+            table.add_row(c, *(str(a["confusion"][c][d]) for d in classes),
+                          _fmt(pc["precision"]), _fmt(pc["recall"]))
+        out.print(table)
+        if "three_way" in a:
+            t = a["three_way"]
+            out.print(f"  three ways (complied / full / partial): accuracy {t['accuracy']:.3f}, "
+                      f"partial precision {_fmt(t['per_class']['partial']['precision'])}, "
+                      f"recall {_fmt(t['per_class']['partial']['recall'])}")
+        if out_dir:
+            slug = name.split()[0]
+            write_jsonl(out_dir / f"errors-{slug}.jsonl", a["errors"])
+    if out_dir:
+        (out_dir / "agreement.json").write_text(json.dumps(report, indent=2) + "\n")
+        out.print(f"wrote {out_dir / 'agreement.json'} and the errors beside it")
 
 
 @eval_app.command("overtraining")

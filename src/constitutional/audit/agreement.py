@@ -15,28 +15,10 @@ from collections import defaultdict
 from itertools import combinations
 from typing import Any
 
-from ..evaluation.metrics import wilson
+from ..evaluation.metrics import kappa, wilson
 from .db import AuditDB
 
 BOOTSTRAP = 1000
-
-
-def kappa(pairs: list[tuple[str, str]]) -> float | None:
-    """Cohen's kappa for (rater 1, rater 2) labels; None when it is undefined (no pairs,
-    or both raters used one and the same label throughout)."""
-    n = len(pairs)
-    if not n:
-        return None
-    observed = sum(a == b for a, b in pairs) / n
-    labels = {x for p in pairs for x in p}
-    first, second = defaultdict(int), defaultdict(int)
-    for a, b in pairs:
-        first[a] += 1
-        second[b] += 1
-    expected = sum(first[c] * second[c] for c in labels) / (n * n)
-    if expected >= 1:
-        return None
-    return (observed - expected) / (1 - expected)
 
 
 def kappa_interval(pairs: list[tuple[str, str]], seed: int = 0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import math
 from typing import Sequence
 
@@ -53,3 +55,21 @@ def symmetric(probs: Sequence[float], outcomes: Sequence[float]) -> tuple[list[f
 
 def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def kappa(pairs: list[tuple[str, str]]) -> float | None:
+    """Cohen's kappa for (rater 1, rater 2) labels; None when it is undefined (no pairs,
+    or both raters used one and the same label throughout)."""
+    n = len(pairs)
+    if not n:
+        return None
+    observed = sum(a == b for a, b in pairs) / n
+    labels = {x for p in pairs for x in p}
+    first, second = defaultdict(int), defaultdict(int)
+    for a, b in pairs:
+        first[a] += 1
+        second[b] += 1
+    expected = sum(first[c] * second[c] for c in labels) / (n * n)
+    if expected >= 1:
+        return None
+    return (observed - expected) / (1 - expected)
