@@ -55,7 +55,7 @@ def _xstest(model):
 def test_fit_on_one_model_agrees_with_people_on_the_other():
     """Cross-validated by model on XSTest's human labels (benchmarks/README.md records the
     figures); a regression guard on real data, not a constructed case."""
-    for train, test, floor in (("gpt4", "llama2orig", 0.93), ("llama2orig", "gpt4", 0.95)):
+    for train, test, floor in (("gpt4", "llama2orig", 0.95), ("llama2orig", "gpt4", 0.95)):
         model = fit(*_xstest(train))
         texts, labels = _xstest(test)
         kinds = refusal_kind(texts, model)
