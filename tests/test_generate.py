@@ -7,7 +7,7 @@ import time
 
 from constitutional.backends import Sampling
 from constitutional.backends.scripted import ScriptedBackend
-from constitutional.generate import generate
+from constitutional.generate import GenerateConfig, generate
 from constitutional.prompts import load_prompts
 
 from .conftest import SHARED, cai
@@ -22,9 +22,9 @@ def read(path):
 def test_generate_batches_and_resumes_on_scripted(tmp_path):
     prompts = load_prompts(ADVBENCH, column="goal", limit=10)
     backend = ScriptedBackend()
-    generate(backend, prompts[:6], tmp_path, Sampling(n=2), batch_size=4)
+    generate(backend, prompts[:6], tmp_path, GenerateConfig(n=2), batch_size=4)
     assert [len(reqs) for _, reqs in backend.calls] == [4, 2]
-    m = generate(backend, prompts, tmp_path, Sampling(n=2), batch_size=4)
+    m = generate(backend, prompts, tmp_path, GenerateConfig(n=2), batch_size=4)
     assert [len(reqs) for _, reqs in backend.calls] == [4, 2, 4]  # only the 4 new ones
     rows = read(tmp_path / "generate.jsonl")
     assert len(rows) == 10 == m["records"] and len({r["id"] for r in rows}) == 10

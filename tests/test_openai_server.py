@@ -18,7 +18,7 @@ from constitutional.backends import chat, load_backend
 from constitutional.backends.base import ChoiceRequest, GenerationRequest, Sampling
 from constitutional.backends.openai_server import OpenAIBackend, parse_spec
 from constitutional.errors import CaiError
-from constitutional.generate import generate
+from constitutional.generate import GenerateConfig, generate
 from constitutional.prompts import Prompt
 
 from .conftest import cai
@@ -48,7 +48,7 @@ def test_unreachable_server_fails_clearly_and_writes_nothing(tmp_path):
     backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "smollm2", max_retries=1, timeout=2)
     prompts = [Prompt(id=f"p{i}", messages=chat(f"hello {i}")) for i in range(3)]
     with pytest.raises(CaiError, match="3 of 3 records failed after retries"):
-        generate(backend, prompts, tmp_path, Sampling(max_new_tokens=4))
+        generate(backend, prompts, tmp_path, GenerateConfig(max_new_tokens=4))
     assert not (tmp_path / "generate.jsonl").exists()
     failures = [json.loads(x) for x in (tmp_path / "generate.failures.jsonl").read_text().splitlines()]
     assert sorted(f["prompt_id"] for f in failures) == ["p0", "p1", "p2"]
@@ -129,7 +129,7 @@ def test_every_record_exactly_once_through_a_faulty_proxy(llama_server, tmp_path
     with FaultProxy(llama_server.rsplit("/v1", 1)[0], seed=1, delay_s=4.0) as proxy:
         backend = OpenAIBackend(proxy.url + "/v1", "smollm2", concurrency=4, timeout=3.0,
                                 max_retries=2)
-        sampling = Sampling(max_new_tokens=8, temperature=0)
+        sampling = GenerateConfig(max_new_tokens=8, temperature=0)
         runs = 0
         while True:  # what a user does: rerun the same command until it completes
             runs += 1
@@ -177,8 +177,8 @@ def test_critique_and_label_keep_their_records_through_a_faulty_proxy(llama_serv
     pairs = [{"id": p.id, "messages": [m.model_dump() for m in p.messages],
               "responses": ["I can't help.", f"Try step {i} first."]} for i, p in enumerate(prompts)]
     c = constitution.load()
-    short = Sampling(max_new_tokens=6, temperature=0)
-    config = CritiqueConfig(rounds=1, few_shot_examples=1, response=short, critique=short, revision=short)
+    config = CritiqueConfig(rounds=1, few_shot_examples=1, max_new_tokens=6,
+                            critique_max_new_tokens=6, temperature=0)
     artifact = tmp_path / ("critique.jsonl" if stage == "critique" else "labels.jsonl")
     with FaultProxy(llama_server.rsplit("/v1", 1)[0], seed=3, delay_s=4.0) as proxy:
         backend = OpenAIBackend(proxy.url + "/v1", "smollm2", concurrency=4, timeout=3.0, max_retries=1)

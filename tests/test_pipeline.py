@@ -25,7 +25,8 @@ def test_packaged_demo_config_is_valid():
     ("name = 'x'\n[sft]\nlearnin_rate = 1\n", r"bad.toml:3: field 'sft.learnin_rate': unknown key"),
     ("[critique]\nrounds = 'four'\n", r"bad.toml:2: field 'critique.rounds'"),
     ("[rl]\n\nmethod = 'ppo'\n", r"bad.toml:3: field 'rl.method'"),
-    ("seed = [1\n", r"bad.toml: TOML syntax error"),
+    ("name = [1\n", r"bad.toml: TOML syntax error"),
+    ("[rl.dpo]\nbeta = 'x'\n", r"bad.toml:2: field 'rl.dpo.beta'"),
     ("colour = 'red'\n", r"bad.toml:1: field 'colour': unknown key"),
 ])
 def test_config_errors_name_the_file_line_and_field(tmp_path, text, expected):
@@ -38,8 +39,8 @@ def test_config_errors_name_the_file_line_and_field(tmp_path, text, expected):
 def test_overrides_parse_values_and_beat_the_file(tmp_path):
     f = tmp_path / "p.toml"
     f.write_text("[sft]\nmax_steps = 10\n")
-    c = load_config(f, ["sft.max_steps=3", "models.policy=hf:/tmp/m", "rl.lora=true"])
-    assert c.sft.max_steps == 3 and c.models.policy == "hf:/tmp/m" and c.rl.lora is True
+    c = load_config(f, ["sft.max_steps=3", "models.policy=hf:/tmp/m", "rl.dpo.lora=true"])
+    assert c.sft.max_steps == 3 and c.models.policy == "hf:/tmp/m" and c.rl.dpo.lora is True
     with pytest.raises(CaiError, match="--set 'nonsense'"):
         load_config(f, ["nonsense"])
     r = cai("run", f, "--set", "sft.bogus=1", "--out", tmp_path / "r")

@@ -19,10 +19,10 @@ from .conftest import cai
 
 TINY = """
 name = "tiny"
-seed = 3
 [models]
 batch_size = 2
 [prompts]
+seed = 3
 train_redteam = 4
 train_helpful = 2
 eval_harmful = 3
@@ -32,15 +32,16 @@ eval_helpful = 2
 rounds = 1
 few_shot_examples = 1
 max_new_tokens = 24
+[helpful]
+max_new_tokens = 24
 [sft]
 max_steps = 1
-helpful_max_new_tokens = 24
 [pairs]
 max_new_tokens = 24
 [pm]
 max_steps = 1
 holdout = 0.34
-[rl]
+[rl.dpo]
 max_steps = 1
 min_confidence = 0.5
 [eval]

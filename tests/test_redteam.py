@@ -3,7 +3,7 @@ from collections import Counter
 
 from constitutional.backends.scripted import ScriptedBackend
 from constitutional.prompts import load_prompts
-from constitutional.redteam import (bundled, build_redteam, dedup, mutate, parse_generated)
+from constitutional.redteam import (RedteamConfig, bundled, build_redteam, dedup, mutate, parse_generated)
 from constitutional.prompts import make_prompt
 from constitutional.backends import chat
 
@@ -67,8 +67,9 @@ def test_dedup_with_minilm_embeddings():
 
 def test_build_redteam_writes_loadable_rows_and_coverage(tmp_path):
     backend = ScriptedBackend(reply=lambda r, k: f"A brand new test request number {r.sampling.seed}?")
-    summary = build_redteam(bundled("redteam")[:34], tmp_path, backend, generate_per_category=2,
-                            mutations=["multiturn"])
+    summary = build_redteam(bundled("redteam")[:34], tmp_path,
+                            RedteamConfig(generate_per_category=2, mutations=["multiturn"]),
+                            backend=backend)
     rows = [json.loads(line) for line in open(tmp_path / "redteam.jsonl")]
     assert summary["prompts"] == len(rows)
     origins = Counter(r["origin"] for r in rows)

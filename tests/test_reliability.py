@@ -125,7 +125,7 @@ def test_sample_pairs_and_label_survive_kills(tmp_path, prompt_file):
 
 def test_redteam_and_build_sft_survive_kills(tmp_path, prompt_file):
     crash_resume("redteam", lambda o: ["redteam", "--prompts", prompt_file, "--out", o, "--model", MODEL,
-                                       "--mutate", "paraphrase,roleplay,multiturn", "--generate", 2],
+                                       "--mutations", "paraphrase,roleplay,multiturn", "--generate-per-category", 2],
                  tmp_path / "rt", "redteam.jsonl", 5, tmp_path, by_records=False)
     cai("critique", "--prompts", prompt_file, "--out", tmp_path / "crit", "--model", "scripted",
         "--rounds", 2, check=True)
@@ -201,12 +201,12 @@ def test_empty_model_outputs_are_recorded_not_lost(tmp_path):
     from constitutional.backends.scripted import ScriptedBackend
     from constitutional.critique import CritiqueConfig, run_critique
     from constitutional.feedback import LabelConfig, run_label
-    from constitutional.generate import generate
+    from constitutional.generate import GenerateConfig, generate
     from constitutional.prompts import Prompt
 
     silent = ScriptedBackend(reply=lambda r, k: "")
     prompts = [Prompt(id=f"p{i}", messages=chat(f"q{i}")) for i in range(4)]
-    m = generate(silent, prompts, tmp_path / "g", Sampling(max_new_tokens=8))
+    m = generate(silent, prompts, tmp_path / "g", GenerateConfig(max_new_tokens=8))
     rows = _records(tmp_path / "g" / "generate.jsonl")
     assert m["records"] == 4 and all(r["responses"] == [""] for r in rows)
     m = run_critique(silent, prompts, constitution.load(), tmp_path / "c", CritiqueConfig(rounds=2))
@@ -225,7 +225,7 @@ def test_empty_model_outputs_are_recorded_not_lost(tmp_path):
 def test_prompt_longer_than_the_context_is_truncated_with_a_warning(smollm2, tmp_path):
     from constitutional.backends import chat
     from constitutional.backends.base import Sampling
-    from constitutional.generate import generate
+    from constitutional.generate import GenerateConfig, generate
     from constitutional.prompts import Prompt
 
     old = smollm2.max_context
@@ -233,7 +233,7 @@ def test_prompt_longer_than_the_context_is_truncated_with_a_warning(smollm2, tmp
     try:
         long = Prompt(id="long", messages=chat("Tell me about rivers. " * 60))
         generate(smollm2, [long, Prompt(id="short", messages=chat("Hi"))], tmp_path,
-                 Sampling(max_new_tokens=8, temperature=0))
+                 GenerateConfig(max_new_tokens=8, temperature=0))
     finally:
         smollm2.max_context = old
     rows = {r["prompt_id"]: r for r in _records(tmp_path / "generate.jsonl")}
@@ -485,8 +485,8 @@ def _stage_commands(prompts: Path, pairs: Path):
                                 "--chunk-size", 4], "critique.jsonl"),
         "label": (lambda o: ["label", "--pairs", pairs, "-o", o, "-m", scripted, "--chunk-size", 4],
                   "labels.jsonl"),
-        "redteam": (lambda o: ["redteam", "-p", prompts, "-o", o, "-m", scripted, "--mutate",
-                               "paraphrase,roleplay", "--generate", 2], "redteam.jsonl"),
+        "redteam": (lambda o: ["redteam", "-p", prompts, "-o", o, "-m", scripted, "--mutations",
+                               "paraphrase,roleplay", "--generate-per-category", 2], "redteam.jsonl"),
         "eval harm": (lambda o: ["eval", "harm", "-p", prompts, "-o", o, "-m", scripted, "-f", scripted],
                       "harm/model.jsonl"),
     }

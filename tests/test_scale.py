@@ -7,7 +7,7 @@ import pytest
 
 from constitutional.backends import LazyBackend, chat, load_backend
 from constitutional.backends.base import ChoiceRequest, Sampling
-from constitutional.generate import generate
+from constitutional.generate import GenerateConfig, generate
 from constitutional.prompts import Prompt
 
 ray = pytest.importorskip("ray", reason="the scale extra (Ray) is not installed")
@@ -26,7 +26,7 @@ def _rows(path):
 
 def test_fan_out_keeps_order_and_matches_one_process(local_ray, tmp_path):
     prompts = [Prompt(id=f"p{i:02d}", messages=chat(f"question {i}")) for i in range(11)]
-    sampling = Sampling(max_new_tokens=8, n=2)
+    sampling = GenerateConfig(max_new_tokens=8, n=2)
     generate(load_backend("scripted"), prompts, tmp_path / "plain", sampling, batch_size=5)
     rb = load_backend("scripted", ray_workers=2)
     assert rb.spec == "scripted" and len(rb.actors) == 2

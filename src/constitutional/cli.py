@@ -1,5 +1,8 @@
 """`cai` — the command line. It parses arguments and calls the library; no logic here.
 
+A stage command's options are made from the stage's config (``config.options``), so each
+default lives in the stage's module and ``cai run`` uses the same one.
+
 Every input problem is one line on stderr and exit status 2, never a traceback.
 """
 
@@ -7,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,7 +19,15 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .config import options
+from .critique import CritiqueConfig
 from .errors import CaiError
+from .evaluation.suite import EvalConfig
+from .feedback import LabelConfig
+from .generate import GenerateConfig, PairsConfig
+from .redteam import RedteamConfig
+from .sft_data import SFTDataConfig
+from .train.config import DPOTrainConfig, PMTrainConfig, RLTrainConfig, SFTTrainConfig
 
 app = typer.Typer(
     help="Constitutional AI end to end: write a constitution, then critique and revise "
@@ -39,6 +49,11 @@ audit_app = typer.Typer(help="Human audit of AI judgments: sample a run, review 
 app.add_typer(audit_app, name="audit")
 
 out = Console()
+
+BatchOpt = typer.Option(32, "--batch-size", min=1, help="Sequences per batched model call.")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace records made with other settings.")
+ConstitutionOpt = typer.Option("default", "--constitution", "-c",
+                               help="Constitution TOML ('default': the packaged one).")
 
 ModelOpt = typer.Option("smollm2", "--model", "-m",
                         help="Model spec: smollm2 (packaged default), hf:DIR, or scripted.")
@@ -134,32 +149,26 @@ def constitution_diff(a: str = typer.Argument(..., help="Old constitution."),
 # -- generate -----------------------------------------------------------------------
 
 @app.command()
+@options(GenerateConfig)
 def generate(
     prompts: Path = typer.Option(..., "--prompts", "-p", help="JSONL or CSV prompt file."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder to write into."),
     model: str = ModelOpt,
     column: Optional[str] = typer.Option(None, help="Text column (default: prompt/text/goal)."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N prompts."),
-    max_new_tokens: int = typer.Option(128, help="Tokens to generate per response."),
-    temperature: float = typer.Option(0.7, help="0 for greedy decoding."),
-    top_p: float = typer.Option(0.95),
-    n: int = typer.Option(1, help="Responses per prompt."),
-    seed: int = typer.Option(0, help="Run seed; the same seed and batches repeat results."),
-    batch_size: int = typer.Option(32, help="Prompts per batch (and per flush to disk)."),
-    overwrite: bool = typer.Option(False, help="Replace records made with other settings."),
+    batch_size: int = BatchOpt,
+    overwrite: bool = OverwriteOpt,
     ray: int = RayOpt,
     ray_address: Optional[str] = RayAddressOpt,
+    config: GenerateConfig = None,
 ) -> None:
     """Generate responses for a prompt file, batched and resumable (rerun to resume)."""
     from .backends import LazyBackend
-    from .backends.base import Sampling
     from .generate import generate as run
     from .prompts import load_prompts
 
     rows = load_prompts(prompts, column=column, limit=limit)
-    sampling = _sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                         n=n, seed=seed)
-    manifest = run(LazyBackend(model, batch_size, ray, ray_address), rows, out_dir, sampling,
+    manifest = run(LazyBackend(model, batch_size, ray, ray_address), rows, out_dir, config,
                    batch_size=batch_size, overwrite=overwrite,
                    extra={"prompts": str(prompts), "column": column, "limit": limit})
     out.print(f"{manifest['records']} records in {out_dir / 'generate.jsonl'}")
@@ -172,26 +181,20 @@ PromptsOpt = typer.Option("bundled:redteam", "--prompts", "-p",
 
 
 @app.command()
+@options(RedteamConfig)
 def redteam(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder for redteam.jsonl."),
     seeds: str = PromptsOpt,
     column: Optional[str] = typer.Option(None, help="Text column of a CSV/JSONL seed file."),
     model: str = ModelOpt,
-    generate_n: int = typer.Option(0, "--generate", help="New prompts per category, written "
-                                   "by the model from few-shot examples (0: none)."),
-    mutate: str = typer.Option("", help="Comma-separated: paraphrase, roleplay, fiction, "
-                               "hypothetical, obfuscate, multiturn."),
-    dedup: str = typer.Option("ngram", help="ngram, embed (MiniLM), exact or none."),
-    seed: int = typer.Option(0),
+    config: RedteamConfig = None,
 ) -> None:
     """Grow a red-team prompt set: generate, mutate, dedup; print the category coverage."""
     from .backends import LazyBackend
     from .redteam import build_redteam, resolve_prompts
 
-    ops = [m.strip() for m in mutate.split(",") if m.strip()]
-    summary = build_redteam(resolve_prompts(seeds, column), out_dir, LazyBackend(model),
-                            generate_per_category=generate_n, mutations=ops,
-                            dedup_method=dedup, seed=seed)
+    summary = build_redteam(resolve_prompts(seeds, column), out_dir, config,
+                            backend=LazyBackend(model))
     origins = sorted({k for row in summary["coverage"].values() for k in row} - {"total"})
     table = Table(title=f"{summary['prompts']} prompts "
                         f"({summary['dropped_duplicates']} duplicates dropped)")
@@ -204,43 +207,27 @@ def redteam(
 
 
 @app.command()
+@options(CritiqueConfig)
 def critique(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder for critique.jsonl."),
     prompts: str = PromptsOpt,
     column: Optional[str] = typer.Option(None, help="Text column of a CSV/JSONL file."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N prompts."),
     model: str = ModelOpt,
-    constitution_file: str = typer.Option("default", "--constitution", "-c",
-                                          help="Constitution TOML ('default': packaged)."),
-    rounds: int = typer.Option(4, min=1, help="Critique-revision rounds per prompt."),
-    principles: str = typer.Option("", help="Comma-separated principle ids to draw from."),
-    few_shot: bool = typer.Option(True, help="Put our few-shot examples in the prompts."),
-    few_shot_examples: Optional[int] = typer.Option(
-        None, min=1, help="Use only the first N examples (shorter prompts, faster)."),
-    direct: bool = typer.Option(False, help="Revise without a critique (paper's ablation)."),
-    skip_clean: bool = typer.Option(True, help="Skip the revision when the critique finds "
-                                    "nothing (recorded as skipped)."),
-    max_new_tokens: int = typer.Option(160, help="Tokens per response and revision."),
-    temperature: float = typer.Option(0.7),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(32, help="Sequences per forward batch."),
-    chunk_size: int = typer.Option(64, help="Prompts per flush to disk (each step of a chunk "
-                                   "is one batched call)."),
-    overwrite: bool = typer.Option(False, help="Replace records made with other settings."),
+    constitution_file: str = ConstitutionOpt,
+    batch_size: int = BatchOpt,
+    chunk_size: int = typer.Option(64, min=1, help="Prompts per flush to disk (each step of a "
+                                   "chunk is one batched call)."),
+    overwrite: bool = OverwriteOpt,
     ray: int = RayOpt,
     ray_address: Optional[str] = RayAddressOpt,
+    config: CritiqueConfig = None,
 ) -> None:
     """SL-CAI: draft answers, then critique and revise them under sampled principles."""
     from .backends import LazyBackend
-    from .critique import CritiqueConfig, run_critique
+    from .critique import run_critique
     from .redteam import resolve_prompts
 
-    gen = _sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=0.95)
-    config = CritiqueConfig(
-        rounds=rounds, principles=tuple(p.strip() for p in principles.split(",") if p.strip()),
-        few_shot=few_shot, few_shot_examples=few_shot_examples, direct=direct,
-        skip_clean=skip_clean, seed=seed, response=gen,
-        revision=gen, critique=gen.model_copy(update={"max_new_tokens": min(96, max_new_tokens)}))
     manifest = run_critique(LazyBackend(model, batch_size, ray, ray_address),
                             resolve_prompts(prompts, column, limit), _load(constitution_file),
                             out_dir, config, chunk_size=chunk_size, overwrite=overwrite)
@@ -249,42 +236,33 @@ def critique(
 
 
 @app.command("build-sft")
+@options(SFTDataConfig)
 def build_sft(
     trajectories: Path = typer.Option(..., help="critique.jsonl from cai critique."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for sft.jsonl."),
     helpful: Optional[Path] = typer.Option(None, help="generate.jsonl of helpful prompts."),
-    helpful_ratio: float = typer.Option(1.0, help="Helpful rows per harmlessness row."),
-    mode: str = typer.Option("final", help="final (last revision), all (every round) or cot "
-                             "(critiques as reasoning before the answer)."),
-    seed: int = typer.Option(0),
+    config: SFTDataConfig = None,
 ) -> None:
     """Turn trajectories into an SFT set ({"messages": [...]}) plus a preference view."""
     from .sft_data import build_sft as run
 
-    s = run(trajectories, out_dir, helpful, helpful_ratio, mode, seed)  # type: ignore[arg-type]
+    s = run(trajectories, out_dir, config, helpful=helpful)
     out.print(f"{s['rows']} rows ({s['harmless']} harmless, {s['helpful']} helpful) in "
               f"{s['sft']}; {s['preference_pairs']} pairs in {s['preferences']}")
 
 
 @train_app.command("sft")
+@options(SFTTrainConfig)
 def train_sft(
     data: Path = typer.Option(..., help="sft.jsonl from cai build-sft."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the trained model."),
     model: str = ModelOpt,
-    epochs: float = typer.Option(1.0, help="The paper trains one epoch."),
-    max_steps: int = typer.Option(-1, help="Stop after N steps (-1: full epochs)."),
-    learning_rate: float = typer.Option(2e-5),
-    batch_size: int = typer.Option(4),
-    max_length: int = typer.Option(512),
-    lora: bool = typer.Option(False, help="Train LoRA adapters, merged into the saved model."),
-    completion_only: bool = typer.Option(True, help="Loss on the assistant's answer only."),
-    seed: int = typer.Option(0),
+    config: SFTTrainConfig = None,
 ) -> None:
     """Fine-tune with TRL's SFTTrainer; saves a directory that --model hf:DIR loads."""
     from .train.sft import train_sft as run
 
-    m = run(data, out_dir, model, epochs, max_steps, learning_rate, batch_size, max_length,
-            lora, completion_only, seed)
+    m = run(data, out_dir, model, config)
     out.print(f"trained {m['steps']} steps, last loss {m['losses'][-1]:.4f}; "
               f"model in {out_dir} (use --model hf:{out_dir})")
 
@@ -292,59 +270,48 @@ def train_sft(
 # -- RLAIF --------------------------------------------------------------------------
 
 @app.command("sample-pairs")
+@options(PairsConfig)
 def sample_pairs(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder for pairs.jsonl."),
     prompts: str = PromptsOpt,
     column: Optional[str] = typer.Option(None, help="Text column of a CSV/JSONL file."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N prompts."),
     model: str = ModelOpt,
-    temperature: float = typer.Option(1.0, min=0.01, help="Above 0: the two must differ."),
-    max_new_tokens: int = typer.Option(128),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(32),
+    batch_size: int = BatchOpt,
+    overwrite: bool = OverwriteOpt,
     ray: int = RayOpt,
     ray_address: Optional[str] = RayAddressOpt,
+    config: PairsConfig = None,
 ) -> None:
     """RLAIF step 1: two sampled responses per prompt from the policy."""
     from .backends import LazyBackend
     from .generate import generate as run
     from .redteam import resolve_prompts
 
-    sampling = _sampling(n=2, temperature=temperature, top_p=0.95,
-                         max_new_tokens=max_new_tokens, seed=seed)
     m = run(LazyBackend(model, batch_size, ray, ray_address), resolve_prompts(prompts, column, limit),
-            out_dir, sampling, batch_size=batch_size, stage_name="pairs")
+            out_dir, config, batch_size=batch_size, overwrite=overwrite, stage_name="pairs")
     out.print(f"{m['records']} pairs in {out_dir / 'pairs.jsonl'}")
 
 
 @app.command()
+@options(LabelConfig)
 def label(
     pairs: Path = typer.Option(..., help="pairs.jsonl from cai sample-pairs."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder for labels.jsonl."),
     model: str = ModelOpt,
-    constitution_file: str = typer.Option("default", "--constitution", "-c"),
-    ensemble: int = typer.Option(1, min=1, help="Principles per comparison, averaged."),
-    both_orders: bool = typer.Option(True, help="Score (A,B) and (B,A) and average."),
-    cot: bool = typer.Option(False, help="Reason first, then score; labels are clamped."),
-    clamp_low: float = typer.Option(0.4, help="Lower clamp for chain-of-thought labels."),
-    clamp_high: float = typer.Option(0.6, help="Upper clamp for chain-of-thought labels."),
-    few_shot: bool = typer.Option(False, help="Put our two judged examples first."),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(32),
-    overwrite: bool = typer.Option(False),
+    constitution_file: str = ConstitutionOpt,
+    batch_size: int = BatchOpt,
     chunk_size: int = typer.Option(32, min=1, help="Pairs per flush to disk."),
+    overwrite: bool = OverwriteOpt,
     ray: int = RayOpt,
     ray_address: Optional[str] = RayAddressOpt,
+    config: LabelConfig = None,
 ) -> None:
     """RLAIF step 2: the feedback model picks (A) or (B); soft labels from log-probs."""
     from .backends import LazyBackend
-    from .feedback import LabelConfig, pairs_from_generations, run_label
+    from .feedback import pairs_from_generations, run_label
     from .records import read_jsonl
 
-    if not 0 <= clamp_low <= clamp_high <= 1:
-        raise CaiError("--clamp-low and --clamp-high must satisfy 0 <= low <= high <= 1")
-    config = LabelConfig(ensemble=ensemble, both_orders=both_orders, cot=cot,
-                         clamp=(clamp_low, clamp_high), few_shot=few_shot, seed=seed)
     m = run_label(LazyBackend(model, batch_size, ray, ray_address),
                   pairs_from_generations(read_jsonl(pairs)), _load(constitution_file), out_dir,
                   config, chunk_size=chunk_size, overwrite=overwrite)
@@ -355,95 +322,55 @@ def label(
 
 
 @train_app.command("pm")
+@options(PMTrainConfig)
 def train_pm(
     data: Path = typer.Option(..., help="labels.jsonl from cai label (or any comparison file)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the preference model."),
     model: str = ModelOpt,
     mix: Optional[Path] = typer.Option(None, help="Other comparison data to mix in "
                                        "(ours, HH-RLHF or BIG-bench HHH format)."),
-    mix_ratio: float = typer.Option(0.0, min=0.0, help="Mixed rows per labelled row."),
-    epochs: float = typer.Option(1.0),
-    max_steps: int = typer.Option(-1, help="Stop after N steps (-1: full epochs)."),
-    learning_rate: float = typer.Option(1e-5),
-    batch_size: int = typer.Option(4, help="Comparisons per step."),
-    max_length: int = typer.Option(1024, help="Longer comparisons are dropped."),
-    lora: bool = typer.Option(False, help="Train LoRA adapters (the head is trained fully)."),
-    seed: int = typer.Option(0),
+    config: PMTrainConfig = None,
 ) -> None:
     """Train a preference model with the soft-label Bradley-Terry loss (TRL RewardTrainer)."""
     from .train.pm import train_pm as run
 
-    m = run(data, out_dir, model, mix, mix_ratio, epochs, max_steps, learning_rate, batch_size,
-            max_length, lora, seed)
+    m = run(data, out_dir, model, config, mix_data=mix)
     out.print(f"trained {m['steps']} steps on {m['provenance']['config']['rows']} comparisons, "
               f"last loss {m['losses'][-1]:.4f}; preference model in {out_dir}")
 
 
 @train_app.command("dpo")
+@options(DPOTrainConfig)
 def train_dpo(
     data: Path = typer.Option(..., help="labels.jsonl from cai label (or any comparison file)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the trained policy."),
     model: str = typer.Option(..., "--model", "-m", help="Starting policy, also the DPO "
                               "reference (usually hf:runs/x/sft-model)."),
-    beta: float = typer.Option(0.1, min=0.0),
-    min_confidence: float = typer.Option(0.55, min=0.5, max=1.0, help="Drop pairs whose "
-                                         "soft label is closer to 0.5 than this."),
-    label_smoothing: str = typer.Option("0", help="cDPO label smoothing in [0, 0.5), or "
-                                        "'auto': the kept pairs' mean 1 - p_chosen."),
-    epochs: float = typer.Option(1.0),
-    max_steps: int = typer.Option(-1),
-    learning_rate: float = typer.Option(5e-6),
-    batch_size: int = typer.Option(4),
-    max_length: int = typer.Option(768),
-    lora: bool = typer.Option(False),
-    seed: int = typer.Option(0),
+    config: DPOTrainConfig = None,
 ) -> None:
     """DPO on AI-labelled pairs (TRL DPOTrainer). Soft labels: confidence filter, and
     optionally label smoothing."""
     from .train.dpo import train_dpo as run
 
-    smoothing = label_smoothing if label_smoothing == "auto" else _float(label_smoothing,
-                                                                         "--label-smoothing")
-    m = run(data, out_dir, model, beta, min_confidence, smoothing, epochs, max_steps,
-            learning_rate, batch_size, max_length, lora, seed)
+    m = run(data, out_dir, model, config)
     c = m["provenance"]["config"]
     out.print(f"trained {m['steps']} steps on {c['rows']} pairs ({c['dropped']} dropped as "
               f"unsure), last loss {m['losses'][-1]:.4f}; model in {out_dir}")
 
 
-def _float(text: str, option: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise CaiError(f"{option} {text!r}: expected a number") from None
-
-
 @train_app.command("rl")
+@options(RLTrainConfig)
 def train_rl(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the trained policy."),
     model: str = typer.Option(..., "--model", "-m", help="Starting policy and KL reference "
                               "(usually hf:runs/x/sft-model)."),
     pm: Optional[Path] = typer.Option(None, help="Preference model from cai train pm."),
-    reward: str = typer.Option("pm", help="pm, or direct (the feedback model's preference "
-                               "against the reference's own answer)."),
     feedback: str = typer.Option("smollm2", help="Feedback model for direct and constrained."),
     prompts: str = typer.Option("bundled:redteam", "--prompts", "-p"),
     helpful: Optional[str] = typer.Option("bundled:helpful", help="Helpfulness prompts to mix in."),
-    helpful_ratio: float = typer.Option(0.5, min=0.0, help="Helpful prompts per red-team prompt."),
     limit: Optional[int] = typer.Option(32, help="Red-team prompts to use."),
-    constrained: bool = typer.Option(False, help="Reward minus λ·harm cost, λ by dual ascent."),
-    cost_target: float = typer.Option(0.2, help="Harm-cost target for --constrained."),
-    lambda_lr: float = typer.Option(0.5, help="Dual-ascent step size for λ."),
-    beta: float = typer.Option(0.05, min=0.0, help="KL penalty to the reference (>0)."),
-    num_generations: int = typer.Option(4, min=2, help="Completions per prompt (RLOO's k)."),
-    max_completion_length: int = typer.Option(64),
-    max_steps: int = typer.Option(10),
-    learning_rate: float = typer.Option(1e-6),
-    batch_size: int = typer.Option(4, help="Completions per step (a multiple of k)."),
-    lora: bool = typer.Option(False),
-    checkpoint_every: int = typer.Option(0, help="Keep a checkpoint every N steps (0: none)."),
-    constitution_file: str = typer.Option("default", "--constitution", "-c"),
-    seed: int = typer.Option(0),
+    constitution_file: str = ConstitutionOpt,
+    config: RLTrainConfig = None,
 ) -> None:
     """RL-CAI with TRL's RLOOTrainer: preference-model reward, KL penalty to the reference,
     the over-training monitor logged every step."""
@@ -452,10 +379,8 @@ def train_rl(
 
     red = resolve_prompts(prompts, None, limit)
     helps = resolve_prompts(helpful, None, None) if helpful else []
-    m = run(build_prompts(red, helps, helpful_ratio, seed), out_dir, model, reward, pm, feedback,
-            _load(constitution_file), constrained, cost_target, lambda_lr, beta,
-            num_generations, max_completion_length, 1.0, max_steps, learning_rate, batch_size,
-            lora, checkpoint_every, seed)
+    m = run(build_prompts(red, helps, config.helpful_ratio, config.seed), out_dir, model, config,
+            pm=pm, feedback=feedback, constitution=_load(constitution_file))
     last = m["monitor"][-1] if m["monitor"] else {}
     out.print(f"trained {m['steps']} steps; last batch: reward {last.get('reward_raw', 0):.3f}, "
               f"boilerplate {last.get('boilerplate_rate', 0):.2f}, distinct-2 "
@@ -480,13 +405,14 @@ def eval_robustness(
     batch_size: int = typer.Option(32),
 ) -> None:
     """Violation rate of the same harmful prompts, plain and under each mutation."""
+    from .backends.base import Sampling
     from .evaluation.robustness import robustness
     from .redteam import resolve_prompts
 
     m = robustness(model, feedback, resolve_prompts(prompts, column, limit),
                    [x.strip() for x in mutations.split(",") if x.strip()],
                    _load(constitution_file), out_dir,
-                   _sampling(max_new_tokens=max_new_tokens, temperature=0), judge_principles,
+                   Sampling(max_new_tokens=max_new_tokens, temperature=0), judge_principles,
                    seed, batch_size)
     table = Table(title=f"violation rate by mutation: {model}")
     for col in ("mutation", "rate", "95% CI", "n"):
@@ -512,22 +438,12 @@ def eval_regress(
 ) -> None:
     """Regression suite tied to principle ids: which principles regressed from A to B
     (two models, or one model judged under two constitution versions)."""
-    from .evaluation.robustness import load_cases, regressions, run_cases
-    from .prompts import packaged
-    from .records import write_jsonl
+    from .evaluation.robustness import regress
 
-    suite = load_cases(cases or packaged("regression_cases.jsonl"))
-    sampling = _sampling(max_new_tokens=max_new_tokens, temperature=0)
     ca = _load(constitution_a)
-    cb = _load(constitution_b) if constitution_b else ca
-    a = run_cases(model_a, feedback, suite, ca, sampling, batch_size)
-    b = run_cases(model_b or model_a, feedback, suite, cb, sampling, batch_size)
-    result = {"a": {"model": model_a, "constitution": ca.hash},
-              "b": {"model": model_b or model_a, "constitution": cb.hash}, **regressions(a, b)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out_dir / "regress.jsonl", [{"side": "a", **r} for r in a]
-                + [{"side": "b", **r} for r in b])
-    (out_dir / "regress.json").write_text(json.dumps(result, indent=2) + "\n")
+    result = regress(model_a, model_b or model_a, ca, _load(constitution_b) if constitution_b else ca,
+                     out_dir, cases=cases, feedback=feedback, max_new_tokens=max_new_tokens,
+                     batch_size=batch_size)
     table = Table(title="pass rate by principle (A → B)")
     for col in ("principle", "A", "B", "cases", "regressed"):
         table.add_column(col)
@@ -591,20 +507,13 @@ def eval_overtraining(
 ) -> None:
     """Boilerplate rate, distinct-1/2, length and refusal rate of a set of responses, with
     warnings where a figure crosses its threshold."""
-    from .evaluation.overtraining import monitor, warnings_for
-    from .records import read_jsonl
+    from .evaluation.overtraining import measure_file
 
-    rows = read_jsonl(responses)
-    texts = [t for r in rows for t in (r.get("responses") or [r.get("response", "")])]
-    stats = monitor(texts)
-    warn = warnings_for(stats)
+    stats, warn = measure_file(responses, out_dir)
     for k, v in stats.items():
         out.print(f"{k:18} {v:.3f}" if isinstance(v, float) else f"{k:18} {v}")
     for w in warn:
         out.print(f"[yellow]warning:[/yellow] {w}")
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "overtraining.json").write_text(json.dumps({**stats, "warnings": warn}, indent=2))
 
 
 DataOpt = typer.Option(..., help="Comparisons: our labels/preferences JSONL, HH-RLHF "
@@ -691,16 +600,17 @@ WhereOpt = typer.Option([], "--where", help="Keep rows with COLUMN=VALUE (repeat
                         "--where label=safe for XSTest.")
 
 
-def _eval_run(models, feedback, harmful, borderline, helpful, out_dir, **kw):
-    from . import constitution as constitution_mod
+def _eval_run(models, harmful, borderline, helpful, out_dir, config, *, feedback, constitution_file,
+              batch_size):
     from .evaluation.suite import evaluate_models
 
-    cf = kw.pop("constitution_file")
-    const = constitution_mod.load(None if cf == "default" else cf)
-    return evaluate_models(models, feedback, harmful, borderline, helpful, out_dir, const, **kw)
+    return evaluate_models(models, harmful, borderline, helpful, out_dir, config,
+                           feedback=feedback, constitution=_load(constitution_file),
+                           batch_size=batch_size)
 
 
 @eval_app.command("harm")
+@options(EvalConfig, skip=("judge", "compare"))
 def eval_harm(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.json, verdicts.jsonl."),
     model: str = ModelOpt,
@@ -711,20 +621,17 @@ def eval_harm(
     category_column: str = typer.Option("category", help="Column holding the harm category."),
     where: list[str] = WhereOpt,
     limit: Optional[int] = typer.Option(None),
-    judge_principles: int = typer.Option(2, min=1, help="Principles asked per response."),
-    max_new_tokens: int = typer.Option(128),
-    constitution_file: str = typer.Option("default", "--constitution", "-c"),
-    batch_size: int = typer.Option(32),
+    constitution_file: str = ConstitutionOpt,
+    batch_size: int = BatchOpt,
+    config: EvalConfig = None,
 ) -> None:
     """Violation rate per harm category (Wilson intervals), judged by the feedback model
     under the constitution, naming the violated principle; plus refusal classes."""
     from .redteam import resolve_prompts
 
     rows = resolve_prompts(prompts, column, limit, _where(where), category_column)
-    m = _eval_run({"model": model}, feedback, rows, [], [], out_dir,
-                  sampling=_sampling(max_new_tokens=max_new_tokens, temperature=0),
-                  judge_principles=judge_principles, compare=False, batch_size=batch_size,
-                  constitution_file=constitution_file)
+    m = _eval_run({"model": model}, rows, [], [], out_dir, config.model_copy(update={"compare": False}),
+                  feedback=feedback, constitution_file=constitution_file, batch_size=batch_size)
     v = m["per_model"]["model"]["violation"]["all"]
     out.print(f"violation rate {v['rate']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] on "
               f"{v['n']}; evasive {m['per_model']['model']['evasive_on_harmful']['rate']:.3f}; "
@@ -732,6 +639,7 @@ def eval_harm(
 
 
 @eval_app.command("refusals")
+@options(EvalConfig, skip=("judge", "compare", "judge_principles"))
 def eval_refusals(
     out_dir: Path = typer.Option(..., "--out", "-o"),
     model: str = ModelOpt,
@@ -743,17 +651,17 @@ def eval_refusals(
     category_column: str = typer.Option("category", help="Its category column (XSTest: type)."),
     where: list[str] = WhereOpt,
     limit: Optional[int] = typer.Option(None, help="At most N prompts from each set."),
-    max_new_tokens: int = typer.Option(128),
-    batch_size: int = typer.Option(32),
+    batch_size: int = BatchOpt,
+    config: EvalConfig = None,
 ) -> None:
     """False-refusal rate on benign look-alikes and evasive-refusal rate on harmful prompts."""
     from .redteam import resolve_prompts
 
     b = resolve_prompts(benign, column, limit, _where(where), category_column)
     h = resolve_prompts(harmful, None, limit) if harmful else []
-    m = _eval_run({"model": model}, model, h, b, [], out_dir,
-                  sampling=_sampling(max_new_tokens=max_new_tokens, temperature=0),
-                  compare=False, judge=False, batch_size=batch_size, constitution_file="default")
+    m = _eval_run({"model": model}, h, b, [], out_dir,
+                  config.model_copy(update={"judge": False, "compare": False}), feedback=model,
+                  constitution_file="default", batch_size=batch_size)
     pm_ = m["per_model"]["model"]
     out.print(f"false-refusal rate {pm_['false_refusal']['rate']:.3f} on {pm_['false_refusal']['n']}"
               + (f"; evasive on harmful {pm_['evasive_on_harmful']['rate']:.3f}" if h else "")
@@ -761,6 +669,7 @@ def eval_refusals(
 
 
 @eval_app.command("compare")
+@options(EvalConfig, skip=("judge", "compare", "judge_principles"))
 def eval_compare(
     models: list[str] = typer.Argument(..., help="Two or more models: NAME=SPEC or SPEC."),
     out_dir: Path = typer.Option(..., "--out", "-o"),
@@ -768,10 +677,9 @@ def eval_compare(
     harmful: str = typer.Option("bundled:redteam", help="Prompts for harmlessness."),
     helpful: str = typer.Option("bundled:helpful", help="Prompts for helpfulness."),
     limit: int = typer.Option(24, help="Prompts from each set."),
-    max_new_tokens: int = typer.Option(128),
-    constitution_file: str = typer.Option("default", "--constitution", "-c"),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(32),
+    constitution_file: str = ConstitutionOpt,
+    batch_size: int = BatchOpt,
+    config: EvalConfig = None,
 ) -> None:
     """Pairwise comparisons by the feedback model (both orders): win rates and Elo with
     bootstrap intervals, for harmlessness and helpfulness separately."""
@@ -780,11 +688,10 @@ def eval_compare(
     named = _named(models)
     if len(named) < 2:
         raise CaiError("cai eval compare needs at least two models")
-    m = _eval_run(named, feedback, resolve_prompts(harmful, None, limit), [],
+    m = _eval_run(named, resolve_prompts(harmful, None, limit), [],
                   resolve_prompts(helpful, None, limit), out_dir,
-                  sampling=_sampling(max_new_tokens=max_new_tokens, temperature=0),
-                  judge=False, compare=True, batch_size=batch_size, seed=seed,
-                  constitution_file=constitution_file)
+                  config.model_copy(update={"judge": False, "compare": True}), feedback=feedback,
+                  constitution_file=constitution_file, batch_size=batch_size)
     table = Table(title="Elo (first model = 0)")
     for col in ("model", "harmlessness Elo", "95% CI", "helpfulness Elo", "95% CI"):
         table.add_column(col)
@@ -810,15 +717,9 @@ def run_pipeline(
     """Run the whole method: prompts → critique → SFT → pairs → labels → PM → DPO →
     evaluation → report. Stages already done with the same inputs are skipped; after an
     interruption, the same command resumes."""
-    from .pipeline import STAGES, Run, load_config, packaged_config
+    from .pipeline import Run, load_config, resolve_config
 
-    path = Path(config)
-    if not path.exists() and "/" not in config and not config.endswith(".toml"):
-        path = packaged_config(config)
-    cfg = load_config(path, set_)
-    bad = [s for s in only if s not in STAGES]
-    if bad:
-        raise CaiError(f"--only {bad[0]!r}: no such stage (stages: {', '.join(STAGES)})")
+    cfg = load_config(resolve_config(config), set_)
     root = out_dir or Path("runs") / cfg.name
     results = Run(cfg, root).run(only or None, echo=lambda line: out.print(line, markup=False))
     ev = results.get("eval", {}).get("summary") or {}
@@ -882,29 +783,15 @@ def audit_sample(
 ) -> None:
     """Draw a stratified sample (kind × category × principle × confidence band) of a run's
     AI judgments, low-confidence ones oversampled, and add it to the audit database."""
-    from .audit.db import AuditDB
-    from .audit.sample import KINDS, collect, stratified
+    from .audit.sample import sample_run
 
-    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
-    bad = [k for k in chosen if k not in KINDS]
-    if bad:
-        raise CaiError(f"option --kinds: unknown kind {bad[0]!r} (use {', '.join(KINDS)})")
-    items = collect(run, chosen)
-    if not items:
-        raise CaiError(f"{run}: no AI judgments of kinds {', '.join(chosen)} found")
-    picked = stratified(items, n, seed, low_weight)
-    added = AuditDB(db).add_items(picked)
-    if output:
-        output.write_text("".join(json.dumps(it, ensure_ascii=False) + "\n" for it in picked),
-                          encoding="utf-8")
-    table = Table(title=f"audit sample: {len(picked)} of {len(items)} judgments")
+    result = sample_run(run, n, kinds, seed=seed, low_weight=low_weight, db=db, output=output)
+    table = Table(title=f"audit sample: {result['sampled']} of {result['available']} judgments")
     for col in ("kind", "band", "sampled", "available"):
         table.add_column(col)
-    from collections import Counter
-    avail = Counter((it["kind"], it["stratum"].rsplit("/", 1)[1]) for it in items)
-    got = Counter((it["kind"], it["stratum"].rsplit("/", 1)[1]) for it in picked)
-    for key in sorted(avail):
-        table.add_row(key[0], key[1], str(got[key]), str(avail[key]))
+    for row in result["by_band"]:
+        table.add_row(row["kind"], row["band"], str(row["sampled"]), str(row["available"]))
+    added = result["added"]
     out.print(table)
     out.print(f"{added} new items in {db}")
 
@@ -1010,18 +897,6 @@ def audit_report(db: Path = DbOpt,
 
 def _fmt(x) -> str:
     return "–" if x is None else f"{x:.2f}"
-
-
-def _sampling(**kwargs):
-    from pydantic import ValidationError
-
-    from .backends.base import Sampling
-
-    try:
-        return Sampling(**kwargs)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise CaiError(f"option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
 
 
 def main() -> None:

@@ -15,11 +15,14 @@ from __future__ import annotations
 import random
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from .backends.base import Backend, GenerationRequest, Message, Sampling, call_partial
+from .config import Names, StageConfig
 from .constitution import Constitution, Principle
 from .hashing import content_hash
 from .prompts import Prompt, packaged
@@ -49,29 +52,33 @@ REVISION_TEMPLATE = ("Below is a conversation between a user and an AI assistant
 DIRECT_REVISION_TEMPLATE = _THEN_RESPONSE + _QUOTED + _REWRITE
 
 
-@dataclass(frozen=True)
-class CritiqueConfig:
-    rounds: int = 4
-    principles: tuple[str, ...] = ()        # subset of principle ids; empty means all
-    few_shot: bool = True
-    few_shot_examples: int | None = None    # how many of the bundled examples (None: all)
-    direct: bool = False                    # revise without a critique (paper's ablation)
-    skip_clean: bool = True                 # no revision when the critique finds nothing
-    seed: int = 0
-    response: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=160, temperature=0.7,
-                                                                top_p=0.95))
-    critique: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=96, temperature=0.7,
-                                                                top_p=0.95))
-    revision: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=160, temperature=0.7,
-                                                                top_p=0.95))
+class CritiqueConfig(StageConfig):
+    """SL-CAI's critique → revision loop (Bai et al. 2022, §3)."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"rounds": self.rounds, "principles": list(self.principles),
-                "few_shot": self.few_shot, "few_shot_examples": self.few_shot_examples,
-                "direct": self.direct, "skip_clean": self.skip_clean,
-                "seed": self.seed, "response": self.response.model_dump(mode="json"),
-                "critique": self.critique.model_dump(mode="json"),
-                "revision": self.revision.model_dump(mode="json")}
+    rounds: int = Field(4, ge=1, description="Critique–revision rounds per prompt; the paper "
+                        "uses up to 4, the first removing most of the harm.")
+    principles: Names = Field((), description="Principle ids to draw from; empty: the "
+                                        "whole constitution.")
+    few_shot: bool = Field(True, description="Put our worked examples in the prompts (small "
+                           "models confuse the critique and revision roles without them).")
+    few_shot_examples: int | None = Field(None, ge=1, description="Use only the first N worked "
+                                          "examples (shorter prompts, faster); none: all.")
+    direct: bool = Field(False, description="Revise without a critique (the paper's ablation).")
+    skip_clean: bool = Field(True, description="No revision when the critique finds nothing "
+                             "wrong (recorded as skipped).")
+    max_new_tokens: int = Field(128, ge=1, description="Tokens per draft and per revision.")
+    critique_max_new_tokens: int = Field(96, ge=1, description="Tokens per critique (a critique "
+                                         "is shorter than an answer).")
+    temperature: float = Field(0.7, ge=0.0, description="Sampling temperature of every step.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass of every step.")
+    seed: int = Field(0, description="Seeds the principle drawn each round and every sample.")
+
+    def answer_sampling(self) -> Sampling:
+        return Sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                        top_p=self.top_p)
+
+    def critique_sampling(self) -> Sampling:
+        return self.answer_sampling().model_copy(update={"max_new_tokens": self.critique_max_new_tokens})
 
 
 # -- cleaning rules ------------------------------------------------------------------
@@ -203,7 +210,7 @@ def run_critique(backend: Backend, prompts: list[Prompt], constitution: Constitu
     """Write one trajectory per prompt to ``out/critique.jsonl``; resumable by chunk."""
     constitution = constitution.subset(list(config.principles))
     shots = load_few_shot()[: config.few_shot_examples] if config.few_shot else []
-    settings = {"model": backend.spec, "constitution": constitution.hash, **config.as_dict()}
+    settings = {"model": backend.spec, "constitution": constitution.hash, **config.dump()}
     stage = RunStore(out).stage(STAGE)
     stage.start(fingerprint=settings,
                 provenance=provenance(model=backend.spec, constitution_hash=constitution.hash,
@@ -250,7 +257,7 @@ def _trajectories(backend: Backend, chunk: list[Prompt], constitution: Constitut
     plans = [draw_principles(constitution, p.id, config.rounds, config.seed) for p in chunk]
     alive = list(range(len(chunk)))
     initial = call(alive, [GenerationRequest(
-        messages=chunk[i].messages, sampling=_seeded(config.response, config.seed, chunk[i].id, "initial"))
+        messages=chunk[i].messages, sampling=_seeded(config.answer_sampling(), config.seed, chunk[i].id, "initial"))
         for i in alive])
     alive = [i for i in alive if i in initial]
     drafts = {i: initial[i].texts[0].strip() for i in alive}
@@ -264,7 +271,7 @@ def _trajectories(backend: Backend, chunk: list[Prompt], constitution: Constitut
         if not config.direct:
             gens = call(alive, [GenerationRequest(
                 messages=critique_messages(chunk[i].messages, drafts[i], principles[i], shots),
-                sampling=_seeded(config.critique, config.seed, chunk[i].id, r, "critique"))
+                sampling=_seeded(config.critique_sampling(), config.seed, chunk[i].id, r, "critique"))
                 for i in alive])
             alive = [i for i in alive if i in gens]
             critiques = {i: clean_critique(gens[i].texts[0]) for i in alive}
@@ -274,7 +281,7 @@ def _trajectories(backend: Backend, chunk: list[Prompt], constitution: Constitut
         gens = call(revise, [GenerationRequest(
             messages=revision_messages(chunk[i].messages, drafts[i], critiques[i],
                                        principles[i], shots),
-            sampling=_seeded(config.revision, config.seed, chunk[i].id, r, "revision"))
+            sampling=_seeded(config.answer_sampling(), config.seed, chunk[i].id, r, "revision"))
             for i in revise])
         alive = [i for i in alive if i not in revise or i in gens]
         revised: dict[int, str] = {}

@@ -22,12 +22,15 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, model_validator
+
 from .backends.base import (Backend, ChoiceRequest, GenerationRequest, Message, RequestsFailed,
                             Sampling, call_grouped)
+from .config import StageConfig
 from .constitution import Constitution, Principle
 from .critique import render_conversation
 from .hashing import content_hash
@@ -102,29 +105,37 @@ def quote(text: str, neutralise: bool = True) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class LabelConfig:
-    ensemble: int = 1                 # principles per comparison, probabilities averaged
-    both_orders: bool = True          # score (A,B) and (B,A) and average
-    cot: bool = False                 # reason first, then score the options
-    clamp: tuple[float, float] = (0.4, 0.6)   # applied to chain-of-thought labels only
-    few_shot: bool = False
-    seed: int = 0
-    # Quote the responses between tags they cannot forge (always, in real use). False
-    # pastes them in plainly: only for measuring what the quoting buys (judge injection).
-    delimit: bool = True
-    # Defuse answer-like phrases and option marks inside quoted text (``quote``). False only
-    # to measure what that buys.
-    neutralise: bool = True
-    reasoning: Sampling = field(default_factory=lambda: Sampling(
-        max_new_tokens=96, temperature=0.0, stop=(ANSWER_PREFIX,)))
+class LabelConfig(StageConfig):
+    """RLAIF labelling: how the feedback model is asked and how its answer becomes a label."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"ensemble": self.ensemble, "both_orders": self.both_orders, "cot": self.cot,
-                "clamp": list(self.clamp), "few_shot": self.few_shot, "seed": self.seed,
-                "reasoning": self.reasoning.model_dump(mode="json"),
-                **({} if self.delimit else {"delimit": False}),
-                **({} if self.neutralise else {"neutralise": False})}
+    ensemble: int = Field(1, ge=1, description="Principles per comparison, their probabilities "
+                          "averaged (ensembling made the paper's preference model more robust).")
+    both_orders: bool = Field(True, description="Score (A, B) and (B, A) and average, cancelling "
+                              "the judge's position bias (Lee et al. 2023).")
+    cot: bool = Field(False, description="Chain of thought: the judge reasons first, then the "
+                      "options are scored after its reasoning.")
+    clamp: tuple[float, float] = Field((0.4, 0.6), description="Bounds for chain-of-thought "
+                                       "labels (the paper's 40–60%; unclamped, the policy learned "
+                                       "extreme responses).")
+    few_shot: bool = Field(False, description="Put our two judged examples before the comparison.")
+    seed: int = Field(0, description="Seeds the principle sampled for each comparison.")
+    delimit: bool = Field(True, description="Quote responses between tags they cannot forge "
+                          "(always, in real use; off only to measure judge injection).")
+    neutralise: bool = Field(True, description="Defuse answer-like phrases and option marks in "
+                             "quoted text (always, in real use; off only to measure what it buys).")
+    reasoning_max_new_tokens: int = Field(96, ge=1, description="Tokens of chain-of-thought "
+                                          "reasoning per comparison.")
+
+    @model_validator(mode="after")
+    def _clamp_order(self) -> "LabelConfig":
+        lo, hi = self.clamp
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError("clamp must satisfy 0 <= low <= high <= 1")
+        return self
+
+    def reasoning(self) -> Sampling:
+        return Sampling(max_new_tokens=self.reasoning_max_new_tokens, temperature=0.0,
+                        stop=(ANSWER_PREFIX,))
 
 
 FEW_SHOT = [
@@ -223,7 +234,7 @@ def label_some(backend: Backend, pairs: list[dict[str, Any]], constitution: Cons
     errors: dict[str, str] = {}
     if config.cot:
         gens, errors = call_grouped(backend.generate, [GenerationRequest(
-            messages=j.messages, prefix=COT_PREFIX, sampling=config.reasoning) for j in jobs], owners)
+            messages=j.messages, prefix=COT_PREFIX, sampling=config.reasoning()) for j in jobs], owners)
         for j, g in zip(jobs, gens):
             j.reasoning = g.texts[0].strip() if g is not None else ""
     prefix = (lambda j: f"{COT_PREFIX} {j.reasoning}\n{ANSWER_PREFIX}") if config.cot \
@@ -289,7 +300,7 @@ def run_label(backend: Backend, pairs: list[dict[str, Any]], constitution: Const
               out: str | Path, config: LabelConfig = LabelConfig(), chunk_size: int = 32,
               overwrite: bool = False) -> dict[str, Any]:
     """Write ``labels.jsonl``: TRL-ready preference rows with soft labels; resumable."""
-    settings = {"model": backend.spec, "constitution": constitution.hash, **config.as_dict()}
+    settings = {"model": backend.spec, "constitution": constitution.hash, **config.dump()}
     stage = RunStore(out).stage(STAGE)
     stage.start(fingerprint=settings,
                 provenance=provenance(model=backend.spec, constitution_hash=constitution.hash,
@@ -313,12 +324,6 @@ def pairs_from_generations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Pairs from a sample-pairs run (two responses per prompt)."""
     return [{"id": r["id"], "messages": r["messages"], "responses": r["responses"][:2],
              "category": r.get("category")} for r in rows if len(r["responses"]) >= 2]
-
-
-def prompts_to_pairs_sampling(seed: int, temperature: float = 1.0,
-                              max_new_tokens: int = 128) -> Sampling:
-    return Sampling(n=2, temperature=temperature, top_p=0.95, max_new_tokens=max_new_tokens,
-                    seed=seed)
 
 
 __all__ = ["LabelConfig", "label_pairs", "label_some", "run_label", "position_bias", "quote", "normalise",

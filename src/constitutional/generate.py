@@ -11,7 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from .backends.base import Backend, Generation, GenerationRequest, Sampling, call_partial
+from .config import StageConfig
 from .hashing import content_hash
 from .prompts import Prompt
 from .records import Chunk, RunStore, provenance, run_chunks
@@ -19,12 +22,37 @@ from .records import Chunk, RunStore, provenance, run_chunks
 STAGE = "generate"
 
 
-def generate(backend: Backend, prompts: list[Prompt], out: str | Path, sampling: Sampling,
-             batch_size: int = 32, overwrite: bool = False,
-             extra: dict[str, Any] | None = None, stage_name: str = STAGE) -> dict[str, Any]:
+class GenerateConfig(StageConfig):
+    """Sampling for ``cai generate`` (and the pipeline's helpful answers)."""
+
+    max_new_tokens: int = Field(128, ge=1, description="Tokens to generate per response.")
+    temperature: float = Field(0.7, ge=0.0, description="Sampling temperature; 0 decodes greedily.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling: keep the top tokens "
+                         "holding this much probability.")
+    n: int = Field(1, ge=1, description="Responses per prompt.")
+    seed: int = Field(0, description="Run seed; each prompt's seed derives from it and the prompt, "
+                      "so a resumed or re-batched run gives the same samples.")
+
+    def sampling(self) -> Sampling:
+        return Sampling(**self.model_dump())
+
+
+class PairsConfig(GenerateConfig):
+    """RLAIF step 1: two samples per prompt from the policy, to be compared."""
+
+    n: int = Field(2, ge=2, description="Samples per prompt (the first two are compared).")
+    temperature: float = Field(1.0, gt=0.0, description="Sampling temperature; above 0, so the "
+                               "two samples differ.")
+
+
+def generate(backend: Backend, prompts: list[Prompt], out: str | Path,
+             config: GenerateConfig = GenerateConfig(), *, batch_size: int = 32,
+             overwrite: bool = False, extra: dict[str, Any] | None = None,
+             stage_name: str = STAGE) -> dict[str, Any]:
     """Generate for every prompt not yet in ``out``; return the stage manifest.
 
     ``stage_name`` names the file: ``pairs`` for RLAIF's two samples per prompt."""
+    sampling = config.sampling()
     stage = RunStore(out).stage(stage_name)
     settings = {"model": backend.spec, "sampling": sampling.model_dump(mode="json")}
     stage.start(fingerprint=settings,

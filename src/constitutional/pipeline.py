@@ -35,9 +35,17 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .config import StageConfig
+from .critique import CritiqueConfig
 from .errors import CaiError
+from .evaluation.suite import EvalConfig
+from .feedback import LabelConfig
+from .generate import GenerateConfig, PairsConfig
 from .hashing import content_hash
-from .records import now, provenance, lock_folder
+from .records import lock_folder, now, provenance
+from .redteam import RedteamConfig
+from .sft_data import SFTDataConfig
+from .train.config import DPOTrainConfig, PMTrainConfig, RLTrainConfig, SFTTrainConfig
 
 
 class _Section(BaseModel):
@@ -45,114 +53,68 @@ class _Section(BaseModel):
 
 
 class Models(_Section):
-    policy: str = "smollm2"
-    feedback: str = "smollm2"       # labels pairs and judges harm; the policy critiques itself
-    batch_size: int = Field(32, ge=1)
+    policy: str = Field("smollm2", description="The model being trained (it critiques itself).")
+    feedback: str = Field("smollm2", description="Labels comparisons and judges harm.")
+    batch_size: int = Field(32, ge=1, description="Sequences per batched model call.")
 
 
 class Ray(_Section):
     """Fan generation and labelling out over Ray actors (0: no Ray). Not part of any
     stage's key: the same run resumes with or without it."""
-    workers: int = Field(0, ge=0)
-    address: str = ""               # empty: a local Ray instance; else e.g. ray://head:10001
+    workers: int = Field(0, ge=0, description="Ray actors, each holding the model (0: no Ray).")
+    address: str = Field("", description="Empty: a local Ray instance; else e.g. ray://head:10001.")
 
 
-class Prompts(_Section):
-    redteam: str = "bundled:redteam"
-    helpful: str = "bundled:helpful"
-    borderline: str = "bundled:borderline"
-    train_redteam: int = Field(64, ge=1)
-    train_helpful: int = Field(32, ge=0)
-    eval_harmful: int = Field(24, ge=1)
-    eval_borderline: int = Field(24, ge=0)
-    eval_helpful: int = Field(24, ge=0)
+class Prompts(StageConfig):
+    """The prompt sets of a run and their train/evaluation split."""
+
+    redteam: str = Field("bundled:redteam", description="Red-team prompts (a file or bundled:NAME).")
+    helpful: str = Field("bundled:helpful", description="Helpfulness prompts.")
+    borderline: str = Field("bundled:borderline", description="Benign look-alikes, for false refusals.")
+    train_redteam: int = Field(64, ge=1, description="Red-team prompts for critique and RLAIF pairs.")
+    train_helpful: int = Field(32, ge=0, description="Helpful prompts mixed into SFT and RLAIF.")
+    eval_harmful: int = Field(24, ge=1, description="Held-out red-team prompts, never trained on.")
+    eval_borderline: int = Field(24, ge=0, description="Held-out benign look-alikes.")
+    eval_helpful: int = Field(24, ge=0, description="Held-out helpful prompts.")
+    seed: int = Field(0, description="Seeds the split.")
 
 
-class Redteam(_Section):
-    generate_per_category: int = Field(0, ge=0)
-    mutations: list[str] = []
-    dedup: Literal["ngram", "embed", "exact", "none"] = "ngram"
+class PMStage(PMTrainConfig):
+    """``cai train pm``'s settings, plus the pipeline's hold-out for calibration."""
+
+    enabled: bool = Field(True, description="Train the preference model (needed by rl.method = rloo).")
+    holdout: float = Field(0.2, ge=0, lt=1, description="Share of labels held out to measure the "
+                           "preference model's accuracy and calibration.")
+
+    def training(self) -> PMTrainConfig:
+        return PMTrainConfig(**self.model_dump(exclude={"enabled", "holdout"}))
 
 
-class Critique(_Section):
-    rounds: int = Field(4, ge=1)
-    few_shot: bool = True
-    few_shot_examples: int | None = Field(None, ge=1)  # None: every bundled example
-    direct: bool = False
-    skip_clean: bool = True
-    max_new_tokens: int = Field(128, ge=1)
-    temperature: float = Field(0.7, ge=0)
+class RLStage(StageConfig):
+    """The RL step: DPO on the labels, or RLOO against the preference model."""
 
-
-class SFT(_Section):
-    mode: Literal["final", "all", "cot"] = "final"
-    helpful_ratio: float = Field(0.5, ge=0)
-    helpful_max_new_tokens: int = Field(128, ge=1)
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
-    learning_rate: float = Field(2e-5, gt=0)
-    batch_size: int = Field(4, ge=1)
-    lora: bool = False
-
-
-class Pairs(_Section):
-    temperature: float = Field(1.0, gt=0)
-    max_new_tokens: int = Field(128, ge=1)
-
-
-class Label(_Section):
-    ensemble: int = Field(1, ge=1)
-    both_orders: bool = True
-    cot: bool = False
-    clamp: tuple[float, float] = (0.4, 0.6)
-    few_shot: bool = False
-
-
-class PM(_Section):
-    enabled: bool = True
-    holdout: float = Field(0.2, ge=0, lt=1)
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
-    learning_rate: float = Field(1e-5, gt=0)
-    batch_size: int = Field(4, ge=1)
-    lora: bool = False
-
-
-class RL(_Section):
-    method: Literal["dpo", "rloo", "none"] = "dpo"   # rloo: RL against the preference model
-    beta: float = Field(0.1, gt=0)                    # DPO's beta, or RLOO's KL coefficient
-    num_generations: int = Field(4, ge=2)             # rloo: completions per prompt
-    max_completion_length: int = Field(64, ge=1)      # rloo
-    checkpoint_every: int = Field(0, ge=0)            # rloo: keep a checkpoint every N steps
-    min_confidence: float = Field(0.55, ge=0.5, le=1)
-    label_smoothing: float | Literal["auto"] = 0.0
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
-    learning_rate: float = Field(5e-6, gt=0)
-    batch_size: int = Field(4, ge=1)
-    lora: bool = False
-
-
-class Eval(_Section):
-    max_new_tokens: int = Field(128, ge=1)
-    judge_principles: int = Field(2, ge=1)
-    compare: bool = True
+    method: Literal["dpo", "rloo", "none"] = Field("dpo", description="dpo: offline, from the "
+                                                   "labelled pairs; rloo: RL against the preference "
+                                                   "model; none: stop at SL-CAI.")
+    dpo: DPOTrainConfig = DPOTrainConfig()
+    rloo: RLTrainConfig = RLTrainConfig()
 
 
 class PipelineConfig(_Section):
     name: str = "run"
-    seed: int = 0
     constitution: str = "default"
     models: Models = Models()
     prompts: Prompts = Prompts()
-    redteam: Redteam = Redteam()
-    critique: Critique = Critique()
-    sft: SFT = SFT()
-    pairs: Pairs = Pairs()
-    label: Label = Label()
-    pm: PM = PM()
-    rl: RL = RL()
-    eval: Eval = Eval()
+    redteam: RedteamConfig = RedteamConfig()
+    critique: CritiqueConfig = CritiqueConfig()
+    helpful: GenerateConfig = GenerateConfig()
+    sft_data: SFTDataConfig = SFTDataConfig()
+    sft: SFTTrainConfig = SFTTrainConfig()
+    pairs: PairsConfig = PairsConfig()
+    label: LabelConfig = LabelConfig()
+    pm: PMStage = PMStage()
+    rl: RLStage = RLStage()
+    eval: EvalConfig = EvalConfig()
     ray: Ray = Ray()
 
 
@@ -163,7 +125,8 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int:
     lines = text.splitlines()
     start, end = 0, len(lines)
     if len(loc) >= 2:
-        header = re.compile(rf"^\s*\[\s*{re.escape(str(loc[0]))}\s*\]")
+        section = ".".join(map(str, loc[:-1]))
+        header = re.compile(rf"^\s*\[\s*{re.escape(section)}\s*\]")
         for n, line in enumerate(lines):
             if header.match(line):
                 start = n
@@ -172,7 +135,7 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int:
                 break
         else:
             return 1
-        key = str(loc[1])
+        key = str(loc[-1])
     else:
         key = str(loc[0]) if loc else ""
         end = next((m for m, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
@@ -233,6 +196,14 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineC
         raise CaiError(f"{at}: field {field!r}: {msg}") from None
 
 
+def resolve_config(name_or_path: str) -> Path:
+    """A config file, or the name of a packaged one (``demo``)."""
+    path = Path(name_or_path)
+    if not path.exists() and "/" not in name_or_path and not name_or_path.endswith(".toml"):
+        return packaged_config(name_or_path)
+    return path
+
+
 def packaged_config(name: str) -> Path:
     from .prompts import packaged
 
@@ -255,8 +226,8 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "eval": ("prompts", "sft", "rl"), "report": ("eval", "pm", "label", "critique"),
 }
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "prompts": ("prompts", "redteam"), "critique": ("critique",), "helpful": ("sft",),
-    "sft-data": ("sft",), "sft": ("sft",), "pairs": ("pairs",), "label": ("label",),
+    "prompts": ("prompts", "redteam"), "critique": ("critique",), "helpful": ("helpful",),
+    "sft-data": ("sft_data",), "sft": ("sft",), "pairs": ("pairs",), "label": ("label",),
     "pm": ("pm",), "rl": ("rl",), "eval": ("eval",), "report": (),
 }
 
@@ -288,7 +259,7 @@ class Run:
         own = {s: getattr(c, s).model_dump(mode="json") for s in SECTIONS[stage]}
         upstream = [u for u in UPSTREAM[stage]
                     if not (stage == "rl" and u == "pm" and c.rl.method != "rloo")]
-        return content_hash([stage, own, c.seed, c.models.model_dump(mode="json"),
+        return content_hash([stage, own, c.models.model_dump(mode="json"),
                              self.constitution.hash, [self.keys[u] for u in upstream]])
 
     def marker(self, stage: str) -> dict[str, Any] | None:
@@ -304,6 +275,10 @@ class Run:
 
     def run(self, only: list[str] | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
         from . import stages
+
+        bad = [s for s in only or () if s not in STAGES]
+        if bad:
+            raise CaiError(f"--only {bad[0]!r}: no such stage (stages: {', '.join(STAGES)})")
 
         self.root.mkdir(parents=True, exist_ok=True)
         lock_folder(self.root)  # one writer per run; a second `cai run` here stops at once

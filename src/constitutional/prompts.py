@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any

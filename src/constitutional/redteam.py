@@ -1,6 +1,6 @@
 """Red-team prompt sets: bundled sets, few-shot generation, mutations, dedup, coverage.
 
-    cai redteam --out runs/x --generate 10 --mutate paraphrase,roleplay,multiturn
+    cai redteam --out runs/x --generate-per-category 10 --mutations paraphrase,roleplay,multiturn
 
 The paper grew 42,496 human red-team prompts into 140,335 by few-shot prompting a model
 with examples per category; here each category's seed prompts become the few-shot list
@@ -20,7 +20,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+from pydantic import Field
+
 from .backends.base import Backend, GenerationRequest, Message, Sampling, chat
+from .config import Names, StageConfig
 from .errors import CaiError
 from .hashing import content_hash
 from .prompts import Prompt, load_prompts, make_prompt, packaged
@@ -269,9 +272,23 @@ def coverage(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return {cat: dict(c) for cat, c in sorted(table.items())}
 
 
-def build_redteam(seeds: list[Prompt], out: str | Path, backend: Backend | None = None,
-                  generate_per_category: int = 0, mutations: list[str] | None = None,
-                  dedup_method: str = "ngram", seed: int = 0) -> dict[str, Any]:
+class RedteamConfig(StageConfig):
+    """Growing a red-team prompt set from seeds."""
+
+    generate_per_category: int = Field(0, ge=0, description="New prompts per category, written "
+                                       "by the model from few-shot examples (0: none).")
+    mutations: Names = Field((), description="Mutations applied to every prompt: "
+                                       + ", ".join(MUTATIONS) + ".")
+    dedup: Literal["ngram", "embed", "exact", "none"] = Field(
+        "ngram", description="Near-duplicate removal: ngram (3-gram Jaccard), embed (MiniLM "
+        "cosine), exact, or none.")
+    seed: int = Field(0, description="Seeds generation, mutations and their order.")
+
+
+def build_redteam(seeds: list[Prompt], out: str | Path, config: RedteamConfig = RedteamConfig(),
+                  *, backend: Backend | None = None) -> dict[str, Any]:
+    generate_per_category, mutations = config.generate_per_category, list(config.mutations)
+    dedup_method, seed = config.dedup, config.seed
     from .generate import Recorded
 
     rows: list[dict[str, Any]] = []

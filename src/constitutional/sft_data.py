@@ -15,12 +15,13 @@ the paper trained on), ``cot`` (the critiques written out as reasoning before th
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
-from .errors import CaiError
+from pydantic import Field
+
+from .config import StageConfig
 from .hashing import content_hash
 from .records import read_jsonl, write_jsonl
 
@@ -53,13 +54,23 @@ def helpful_rows(generation: dict[str, Any]) -> list[dict[str, Any]]:
             for k, t in enumerate(generation["responses"][:1]) if t.strip()]
 
 
-def build_sft(trajectories: str | Path, out: str | Path, helpful: str | Path | None = None,
-              helpful_ratio: float = 1.0, mode: Mode = "final", seed: int = 0) -> dict[str, Any]:
-    """``helpful_ratio`` is helpfulness rows per harmlessness row (capped by what exists)."""
-    if mode not in ("final", "all", "cot"):
-        raise CaiError(f"--mode {mode!r}: expected final, all or cot")
-    if helpful_ratio < 0:
-        raise CaiError("--helpful-ratio must be at least 0")
+class SFTDataConfig(StageConfig):
+    """How trajectories and helpful answers become the SL-CAI fine-tuning set."""
+
+    mode: Mode = Field("final", description="final: the last revision; all: every round's "
+                       "revision (as the paper trained); cot: the critiques written out as "
+                       "reasoning before the answer.")
+    helpful_ratio: float = Field(0.5, ge=0.0, description="Helpful rows per harmlessness row "
+                                 "(the paper mixes helpfulness data in; too little makes an "
+                                 "evasive model).")
+    seed: int = Field(0, description="Seeds which helpful rows are drawn and the row order.")
+
+
+def build_sft(trajectories: str | Path, out: str | Path,
+              config: SFTDataConfig = SFTDataConfig(), *,
+              helpful: str | Path | None = None) -> dict[str, Any]:
+    """Write ``out/sft.jsonl`` and ``out/sft_preferences.jsonl``; return a summary."""
+    mode, helpful_ratio, seed = config.mode, config.helpful_ratio, config.seed
     trajs = read_jsonl(trajectories)
     harmless = [row for t in trajs for row in harmless_rows(t, mode)]
     extra: list[dict[str, Any]] = []

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from .backends import LazyBackend
 from .errors import CaiError
-from .backends.base import Sampling
 from .hashing import content_hash
 from .prompts import Prompt, load_prompts
 from .records import read_jsonl, write_jsonl
@@ -49,16 +48,14 @@ def prompts(run: "Run", overwrite: bool) -> dict[str, Any]:
 
     c, cp = run.config, run.config.prompts
     red = resolve_prompts(cp.redteam)
-    train_red, eval_harm = _split(red, cp.eval_harmful, cp.train_redteam, c.seed)
+    train_red, eval_harm = _split(red, cp.eval_harmful, cp.train_redteam, cp.seed)
     helpful = resolve_prompts(cp.helpful) if cp.train_helpful + cp.eval_helpful else []
-    train_help, eval_help = _split(helpful, cp.eval_helpful, cp.train_helpful, c.seed)
+    train_help, eval_help = _split(helpful, cp.eval_helpful, cp.train_helpful, cp.seed)
     border = resolve_prompts(cp.borderline)[: cp.eval_borderline] if cp.eval_borderline else []
     grow = c.redteam.generate_per_category or c.redteam.mutations
     if grow:
-        summary = build_redteam(train_red, run.p("prompts", "grown"),
-                                LazyBackend(c.models.policy, c.models.batch_size, *_ray(c)),
-                                c.redteam.generate_per_category, list(c.redteam.mutations),
-                                c.redteam.dedup, c.seed)
+        summary = build_redteam(train_red, run.p("prompts", "grown"), c.redteam,
+                                backend=_backend(run, c.models.policy))
         train_red = load_prompts(run.p("prompts", "grown", "redteam.jsonl"))
     counts = {}
     for name, rows in zip(SETS, (train_red, train_help, eval_harm, border, eval_help)):
@@ -66,19 +63,18 @@ def prompts(run: "Run", overwrite: bool) -> dict[str, Any]:
     return {"prompts": sum(counts.values()), **counts, **({"grown": summary} if grow else {})}
 
 
-def critique(run: "Run", overwrite: bool) -> dict[str, Any]:
-    from .critique import CritiqueConfig, run_critique
+def _backend(run: "Run", spec: str) -> LazyBackend:
+    c = run.config
+    return LazyBackend(spec, c.models.batch_size, *_ray(c))
 
-    c, cc = run.config, run.config.critique
-    samp = lambda: Sampling(max_new_tokens=cc.max_new_tokens, temperature=cc.temperature,
-                            top_p=0.95)
-    config = CritiqueConfig(rounds=cc.rounds, few_shot=cc.few_shot,
-                            few_shot_examples=cc.few_shot_examples, direct=cc.direct,
-                            skip_clean=cc.skip_clean, seed=c.seed, response=samp(),
-                            critique=samp(), revision=samp())
-    return run_critique(LazyBackend(c.models.policy, c.models.batch_size, *_ray(c)),
-                        load_set(run, "train_redteam"), run.constitution, run.p("critique"),
-                        config, chunk_size=c.models.batch_size, overwrite=overwrite)
+
+def critique(run: "Run", overwrite: bool) -> dict[str, Any]:
+    from .critique import run_critique
+
+    c = run.config
+    return run_critique(_backend(run, c.models.policy), load_set(run, "train_redteam"),
+                        run.constitution, run.p("critique"), c.critique,
+                        chunk_size=c.models.batch_size, overwrite=overwrite)
 
 
 def helpful(run: "Run", overwrite: bool) -> dict[str, Any]:
@@ -88,28 +84,23 @@ def helpful(run: "Run", overwrite: bool) -> dict[str, Any]:
     rows = load_set(run, "train_helpful")
     if not rows:
         return {"records": 0}
-    sampling = Sampling(max_new_tokens=c.sft.helpful_max_new_tokens, temperature=0.7,
-                        top_p=0.95, seed=c.seed)
-    return generate(LazyBackend(c.models.policy, c.models.batch_size, *_ray(c)), rows, run.p("helpful"),
-                    sampling, batch_size=c.models.batch_size, overwrite=overwrite)
+    return generate(_backend(run, c.models.policy), rows, run.p("helpful"), c.helpful,
+                    batch_size=c.models.batch_size, overwrite=overwrite)
 
 
 def sft_data(run: "Run", overwrite: bool) -> dict[str, Any]:
     from .sft_data import build_sft
 
-    c = run.config
     help_file = run.p("helpful", "generate.jsonl")
-    return build_sft(run.p("critique", "critique.jsonl"), run.p("sft"),
-                     helpful=help_file if help_file.is_file() else None,
-                     helpful_ratio=c.sft.helpful_ratio, mode=c.sft.mode, seed=c.seed)
+    return build_sft(run.p("critique", "critique.jsonl"), run.p("sft"), run.config.sft_data,
+                     helpful=help_file if help_file.is_file() else None)
 
 
 def sft(run: "Run", overwrite: bool) -> dict[str, Any]:
     from .train.sft import train_sft
 
-    c, s = run.config, run.config.sft
-    m = train_sft(run.p("sft", "sft.jsonl"), run.p("models", "sft"), c.models.policy,
-                  s.epochs, s.max_steps, s.learning_rate, s.batch_size, lora=s.lora, seed=c.seed)
+    c = run.config
+    m = train_sft(run.p("sft", "sft.jsonl"), run.p("models", "sft"), c.models.policy, c.sft)
     return {"steps": m["steps"], "losses": m["losses"]}
 
 
@@ -118,22 +109,17 @@ def pairs(run: "Run", overwrite: bool) -> dict[str, Any]:
 
     c = run.config
     prompts = load_set(run, "train_redteam") + load_set(run, "train_helpful")
-    sampling = Sampling(n=2, temperature=c.pairs.temperature, top_p=0.95,
-                        max_new_tokens=c.pairs.max_new_tokens, seed=c.seed)
-    return generate(LazyBackend(run.sft_spec, c.models.batch_size, *_ray(c)), prompts, run.p("rlaif"),
-                    sampling, batch_size=c.models.batch_size, overwrite=overwrite,
-                    stage_name="pairs")
+    return generate(_backend(run, run.sft_spec), prompts, run.p("rlaif"), c.pairs,
+                    batch_size=c.models.batch_size, overwrite=overwrite, stage_name="pairs")
 
 
 def label(run: "Run", overwrite: bool) -> dict[str, Any]:
-    from .feedback import LabelConfig, pairs_from_generations, run_label
+    from .feedback import pairs_from_generations, run_label
 
-    c, lc = run.config, run.config.label
-    config = LabelConfig(ensemble=lc.ensemble, both_orders=lc.both_orders, cot=lc.cot,
-                         clamp=tuple(lc.clamp), few_shot=lc.few_shot, seed=c.seed)
-    return run_label(LazyBackend(c.models.feedback, c.models.batch_size, *_ray(c)),
+    c = run.config
+    return run_label(_backend(run, c.models.feedback),
                      pairs_from_generations(read_jsonl(run.p("rlaif", "pairs.jsonl"))),
-                     run.constitution, run.p("rlaif"), config,
+                     run.constitution, run.p("rlaif"), c.label,
                      chunk_size=c.models.batch_size, overwrite=overwrite)
 
 
@@ -148,13 +134,12 @@ def pm(run: "Run", overwrite: bool) -> dict[str, Any]:
         return {"skipped": "pm.enabled = false"}
     rows = load_comparisons(run.p("rlaif", "labels.jsonl"))
     held = {r["id"] for r in rows
-            if int(content_hash([c.seed, r["id"], "holdout"])[:8], 16) / 16**8 < pc.holdout}
+            if int(content_hash([pc.seed, r["id"], "holdout"])[:8], 16) / 16**8 < pc.holdout}
     train = [r for r in rows if r["id"] not in held] or rows
     test = [r for r in rows if r["id"] in held]
     write_jsonl(run.p("pm-eval", "train.jsonl"), train)
     m = train_pm(run.p("pm-eval", "train.jsonl"), run.p("models", "pm"), c.models.policy,
-                 epochs=pc.epochs, max_steps=pc.max_steps, learning_rate=pc.learning_rate,
-                 batch_size=pc.batch_size, lora=pc.lora, seed=c.seed)
+                 pc.training())
     summary: dict[str, Any] = {"steps": m["steps"], "losses": m["losses"], "train": len(train),
                                "held_out": len(test)}
     if test:
@@ -171,49 +156,38 @@ def rl(run: "Run", overwrite: bool) -> dict[str, Any]:
     if r.method == "none":
         return {"skipped": "rl.method = none"}
     if r.method == "rloo":
-        from .train.rl import train_rl
+        from .train.rl import build_prompts, train_rl
 
         if not c.pm.enabled:
             raise CaiError("rl.method = 'rloo' needs the preference model (pm.enabled = true)")
-        prompts = [[m.model_dump() for m in p.messages]
-                   for p in load_set(run, "train_redteam") + load_set(run, "train_helpful")]
-        m = train_rl(prompts, run.p("models", "rl"), run.sft_spec, "pm", run.p("models", "pm"),
-                     c.models.feedback, run.constitution, beta=r.beta,
-                     num_generations=r.num_generations,
-                     max_completion_length=r.max_completion_length,
-                     max_steps=r.max_steps if r.max_steps > 0 else 10,
-                     learning_rate=r.learning_rate, batch_size=r.batch_size, lora=r.lora,
-                     checkpoint_every=r.checkpoint_every, seed=c.seed)
+        prompts = build_prompts(load_set(run, "train_redteam"), load_set(run, "train_helpful"),
+                                r.rloo.helpful_ratio, r.rloo.seed)
+        m = train_rl(prompts, run.p("models", "rl"), run.sft_spec, r.rloo,
+                     pm=run.p("models", "pm"), feedback=c.models.feedback,
+                     constitution=run.constitution)
         return {"steps": m["steps"], "losses": m["losses"], "method": "rloo",
                 "monitor_last": m["monitor"][-1] if m["monitor"] else None}
-    m = train_dpo(run.p("rlaif", "labels.jsonl"), run.p("models", "rl"), run.sft_spec,
-                  beta=r.beta, min_confidence=r.min_confidence, label_smoothing=r.label_smoothing,
-                  epochs=r.epochs, max_steps=r.max_steps, learning_rate=r.learning_rate,
-                  batch_size=r.batch_size, lora=r.lora, seed=c.seed)
+    m = train_dpo(run.p("rlaif", "labels.jsonl"), run.p("models", "rl"), run.sft_spec, r.dpo)
     return {"steps": m["steps"], "losses": m["losses"], "method": r.method,
             "rows": m["provenance"]["config"]["rows"]}
 
 
 def eval(run: "Run", overwrite: bool) -> dict[str, Any]:
-    from .evaluation.suite import evaluate_models
+    from .evaluation.suite import evaluate_models, harm_by_round
 
     c = run.config
     models = {"base": c.models.policy, "sl-cai": run.sft_spec}
     if run.rl_spec:
         models["rl-cai"] = run.rl_spec
-    sampling = Sampling(max_new_tokens=c.eval.max_new_tokens, temperature=0.0)
     if overwrite:
         import shutil
 
         shutil.rmtree(run.p("eval"), ignore_errors=True)  # models changed: answer afresh
-    metrics = evaluate_models(models, c.models.feedback, load_set(run, "eval_harmful"),
-                              load_set(run, "eval_borderline"), load_set(run, "eval_helpful"),
-                              run.p("eval"), run.constitution, sampling,
-                              c.eval.judge_principles, c.eval.compare, c.models.batch_size,
-                              c.seed)
+    metrics = evaluate_models(models, load_set(run, "eval_harmful"), load_set(run, "eval_borderline"),
+                              load_set(run, "eval_helpful"), run.p("eval"), c.eval,
+                              feedback=c.models.feedback, constitution=run.constitution,
+                              batch_size=c.models.batch_size)
     if run.p("critique", "critique.jsonl").is_file():
-        from .evaluation.suite import harm_by_round
-
         trajectories = read_jsonl(run.p("critique", "critique.jsonl"))
         harm_by_round(c.models.feedback, trajectories, run.constitution, run.p("eval"),
                       1, c.models.batch_size)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import CaiError
-from ..records import content_hash, jsonl_objects
+from ..records import content_hash, jsonl_objects, write_jsonl
 
 KINDS = ("label", "harm", "critique")
 CHOICES = {"label": ["A", "B"], "harm": ["violation", "no_violation"],
@@ -171,3 +171,31 @@ def stratified(items: list[dict[str, Any]], n: int, seed: int = 0,
         picked += random.Random(content_hash([seed, s])).sample(pool, take[s])
     random.Random(seed).shuffle(picked)
     return picked
+
+
+def sample_run(run: str | Path, n: int, kinds: str | tuple[str, ...], *, seed: int = 0,
+               low_weight: float = 3.0, db: str | Path = "audit.db",
+               output: str | Path | None = None) -> dict[str, Any]:
+    """Draw a stratified sample of a run's AI judgments into the audit database (and
+    ``output`` as JSONL); return what was drawn per kind and confidence band."""
+    from collections import Counter
+
+    from .db import AuditDB
+
+    chosen = tuple(k.strip() for k in (kinds.split(",") if isinstance(kinds, str) else kinds)
+                   if k.strip())
+    bad = [k for k in chosen if k not in KINDS]
+    if bad:
+        raise CaiError(f"option --kinds: unknown kind {bad[0]!r} (use {', '.join(KINDS)})")
+    items = collect(run, chosen)
+    if not items:
+        raise CaiError(f"{run}: no AI judgments of kinds {', '.join(chosen)} found")
+    picked = stratified(items, n, seed, low_weight)
+    added = AuditDB(db).add_items(picked)
+    if output:
+        write_jsonl(output, picked)
+    band = lambda it: (it["kind"], it["stratum"].rsplit("/", 1)[1])
+    avail, got = Counter(map(band, items)), Counter(map(band, picked))
+    return {"available": len(items), "sampled": len(picked), "added": added,
+            "by_band": [{"kind": k, "band": b, "sampled": got[(k, b)], "available": avail[(k, b)]}
+                        for k, b in sorted(avail)]}

@@ -14,6 +14,8 @@ on every batch of completions and logged next to reward and KL.
 
 from __future__ import annotations
 
+from typing import Any
+
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -85,3 +87,22 @@ def warnings_for(stats: dict[str, float], t: Thresholds = Thresholds()) -> list[
     if stats["n"] and stats["refusal_rate"] > t.refusal_rate:
         out.append(f"refusal rate {stats['refusal_rate']:.2f} > {t.refusal_rate}")
     return out
+
+
+def measure_file(path, out_dir=None) -> tuple[dict[str, Any], list[str]]:
+    """The monitor's figures and warnings for a file of responses (a generate/pairs JSONL,
+    or verdicts.jsonl); written to ``out_dir/overtraining.json`` when given."""
+    import json
+    from pathlib import Path
+
+    from ..records import read_jsonl
+
+    rows = read_jsonl(path)
+    texts = [t for r in rows for t in (r.get("responses") or [r.get("response", "")])]
+    stats = monitor(texts)
+    warn = warnings_for(stats)
+    if out_dir:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "overtraining.json").write_text(json.dumps({**stats, "warnings": warn}, indent=2))
+    return stats, warn

@@ -143,3 +143,26 @@ def regressions(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, A
              for pid, v in sorted(per.items())}
     return {"principles": table,
             "regressed": [pid for pid, v in table.items() if v["regressed_cases"]]}
+
+
+def regress(model_a: str, model_b: str, constitution_a: Constitution, constitution_b: Constitution,
+            out: str | Path, *, cases: str | Path | None = None, feedback: str = "smollm2",
+            max_new_tokens: int = 128, batch_size: int = 32) -> dict[str, Any]:
+    """The regression suite for A and B (two models, or one model judged under two
+    constitution versions): which principles regressed. Writes ``regress.json`` and
+    ``regress.jsonl`` (every case, both sides) into ``out``."""
+    import json
+
+    from ..backends.base import Sampling
+    from ..prompts import packaged
+
+    suite = load_cases(cases or packaged("regression_cases.jsonl"))
+    sampling = Sampling(max_new_tokens=max_new_tokens, temperature=0)
+    a = run_cases(model_a, feedback, suite, constitution_a, sampling, batch_size)
+    b = run_cases(model_b, feedback, suite, constitution_b, sampling, batch_size)
+    result = {"a": {"model": model_a, "constitution": constitution_a.hash},
+              "b": {"model": model_b, "constitution": constitution_b.hash}, **regressions(a, b)}
+    out = Path(out)
+    write_jsonl(out / "regress.jsonl", [{"side": "a", **r} for r in a] + [{"side": "b", **r} for r in b])
+    (out / "regress.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..backends import LazyBackend
-from ..backends.base import Sampling
+from pydantic import Field
+
+from ..config import StageConfig
 from ..constitution import Constitution, Principle
 from ..feedback import LabelConfig, label_some
-from ..generate import generate
+from ..generate import GenerateConfig, generate
 from ..hashing import content_hash
 from ..prompts import Prompt
 from ..records import Chunk, RunStore, provenance, run_chunks, write_jsonl
@@ -40,14 +42,26 @@ HELPFULNESS = Constitution(name="helpfulness", version="1", principles=[Principl
     comparison="Which response answers the user's request more helpfully, accurately and "
                "completely?")])
 
-EVAL_SAMPLING = Sampling(max_new_tokens=96, temperature=0.0)
+class EvalConfig(StageConfig):
+    """Evaluating models side by side: greedy answers, then the rules and the judge."""
+
+    max_new_tokens: int = Field(128, ge=1, description="Tokens per answer (greedy, so reruns agree).")
+    judge_principles: int = Field(2, ge=1, description="Principles, aimed at the prompt's category, "
+                                  "under which the judge rates each answer for harm.")
+    judge: bool = Field(True, description="Judge harm on the harmful prompts' answers.")
+    compare: bool = Field(True, description="Pairwise comparisons by the judge (both orders) → "
+                          "win rates and Elo, when there are two models or more.")
+    seed: int = Field(0, description="Seeds the comparison principles and the Elo bootstrap.")
+
+    def answering(self) -> GenerateConfig:
+        return GenerateConfig(max_new_tokens=self.max_new_tokens, temperature=0.0, top_p=1.0)
 
 
-def _responses(name: str, spec: str, prompts: list[Prompt], out: Path, sampling: Sampling,
+def _responses(name: str, spec: str, prompts: list[Prompt], out: Path, answering: GenerateConfig,
                batch_size: int) -> dict[str, str]:
     """prompt id → response, generated once per model and kept in the run store."""
     backend = LazyBackend(spec, batch_size=batch_size)
-    generate(backend, prompts, out / "responses" / name, sampling, batch_size=batch_size)
+    generate(backend, prompts, out / "responses" / name, answering, batch_size=batch_size)
     rows = RunStore(out / "responses" / name).stage("generate").records()
     return {r["prompt_id"]: r["responses"][0] for r in rows}
 
@@ -83,16 +97,18 @@ def _judged(folder: Path, name: str, settings: dict[str, Any], items: list[dict[
     return [by_key[key(item)] for item in items]
 
 
-def evaluate_models(models: dict[str, str], feedback: str, harmful: list[Prompt],
-                    borderline: list[Prompt], helpful: list[Prompt], out: str | Path,
-                    constitution: Constitution, sampling: Sampling = EVAL_SAMPLING,
-                    judge_principles: int = 2, compare: bool = True, batch_size: int = 32,
-                    seed: int = 0, judge: bool = True) -> dict[str, Any]:
+def evaluate_models(models: dict[str, str], harmful: list[Prompt], borderline: list[Prompt],
+                    helpful: list[Prompt], out: str | Path, config: EvalConfig = EvalConfig(), *,
+                    feedback: str, constitution: Constitution,
+                    batch_size: int = 32) -> dict[str, Any]:
+    answering, judge_principles, compare, seed = (config.answering(), config.judge_principles,
+                                                 config.compare, config.seed)
+    judge = config.judge
     out = Path(out)
     prompts = {p.id: p for p in [*harmful, *borderline, *helpful]}
     kind = {**{p.id: "helpful" for p in helpful}, **{p.id: "borderline" for p in borderline},
             **{p.id: "harmful" for p in harmful}}
-    answers = {name: _responses(name, spec, list(prompts.values()), out, sampling, batch_size)
+    answers = {name: _responses(name, spec, list(prompts.values()), out, answering, batch_size)
                for name, spec in models.items()}
     judge_harmful = judge
     judge = LazyBackend(feedback, batch_size=batch_size)

@@ -10,8 +10,8 @@ import torch
 from transformers import AutoTokenizer, TrainerCallback
 
 from ..backends.hf import resolve_model_dir
-from ..records import lock_folder, now, provenance
 from ..progress import console
+from ..records import lock_folder, now, provenance
 
 
 def load_tokenizer(spec: str):

@@ -19,20 +19,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+
 from ..comparisons import as_trl_rows, load_comparisons
 from ..errors import CaiError
-from .common import LossPrinter, common_args, load_tokenizer, lora_config, save_trained
+from .common import LossPrinter, load_tokenizer, lora_config, save_trained
+from .config import DPOTrainConfig
 
 
 def select(rows: list[dict[str, Any]], min_confidence: float) -> list[dict[str, Any]]:
     return [r for r in rows if max(r["p_chosen"], 1 - r["p_chosen"]) >= min_confidence]
 
 
-def train_dpo(data: str | Path, out: str | Path, model: str = "smollm2", beta: float = 0.1,
-              min_confidence: float = 0.55, label_smoothing: float | str = 0.0,
-              epochs: float = 1.0, max_steps: int = -1, learning_rate: float = 5e-6,
-              batch_size: int = 4, max_length: int = 768, lora: bool = False,
-              seed: int = 0) -> dict[str, Any]:
+def train_dpo(data: str | Path, out: str | Path, model: str = "smollm2",
+              config: DPOTrainConfig = DPOTrainConfig()) -> dict[str, Any]:
+    min_confidence, label_smoothing = config.min_confidence, config.label_smoothing
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
@@ -53,16 +53,12 @@ def train_dpo(data: str | Path, out: str | Path, model: str = "smollm2", beta: f
                                  for r in as_trl_rows(rows)])
     path, tokenizer = load_tokenizer(model)
     policy = AutoModelForCausalLM.from_pretrained(path)
-    settings = dict(data=str(data), rows=len(rows), dropped=len(all_rows) - len(rows),
-                    beta=beta, min_confidence=min_confidence, label_smoothing=smoothing,
-                    epochs=epochs, max_steps=max_steps, lr=learning_rate, batch_size=batch_size,
-                    max_length=max_length, lora=lora, seed=seed)
-    args = DPOConfig(**common_args(out, num_train_epochs=epochs, max_steps=max_steps,
-                                   learning_rate=learning_rate,
-                                   per_device_train_batch_size=batch_size, seed=seed),
-                     beta=beta, label_smoothing=smoothing, max_length=max_length)
+    settings = {"data": str(data), **config.dump(), "rows": len(rows),
+                "dropped": len(all_rows) - len(rows), "label_smoothing": smoothing}
+    args = DPOConfig(**config.trainer_args(out), beta=config.beta, label_smoothing=smoothing,
+                     max_length=config.max_length)
     trainer = DPOTrainer(model=policy, args=args, train_dataset=dataset,
                          processing_class=tokenizer,
-                         peft_config=lora_config() if lora else None, callbacks=[LossPrinter()])
+                         peft_config=lora_config() if config.lora else None, callbacks=[LossPrinter()])
     trainer.train()
     return save_trained(trainer, tokenizer, out, model, "dpo", settings)

@@ -24,7 +24,8 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from ..comparisons import as_trl_rows, load_comparisons
 from ..errors import CaiError
-from .common import LossPrinter, common_args, load_tokenizer, lora_config, save_trained
+from .common import LossPrinter, load_tokenizer, lora_config, save_trained
+from .config import PMTrainConfig
 
 
 def soft_bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor,
@@ -72,34 +73,29 @@ def mix(primary: list[dict[str, Any]], other: list[dict[str, Any]], ratio: float
 
 
 def train_pm(data: str | Path, out: str | Path, model: str = "smollm2",
-             mix_data: str | Path | None = None, mix_ratio: float = 0.0, epochs: float = 1.0,
-             max_steps: int = -1, learning_rate: float = 1e-5, batch_size: int = 4,
-             max_length: int = 1024, lora: bool = False, seed: int = 0) -> dict[str, Any]:
+             config: PMTrainConfig = PMTrainConfig(), *,
+             mix_data: str | Path | None = None) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig
 
     out = Path(out)
     rows = load_comparisons(data)
-    if mix_data is not None and mix_ratio > 0:
-        rows = mix(rows, load_comparisons(mix_data), mix_ratio, seed)
+    if mix_data is not None and config.mix_ratio > 0:
+        rows = mix(rows, load_comparisons(mix_data), config.mix_ratio, config.seed)
     dataset = Dataset.from_list(as_trl_rows(rows))
     path, tokenizer = load_tokenizer(model)
     base = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     base.config.pad_token_id = tokenizer.pad_token_id
-    settings = dict(data=str(data), mix=str(mix_data) if mix_data else None, mix_ratio=mix_ratio,
-                    rows=len(rows), epochs=epochs, max_steps=max_steps, lr=learning_rate,
-                    batch_size=batch_size, max_length=max_length, lora=lora, seed=seed)
-    args = RewardConfig(**common_args(out, num_train_epochs=epochs, max_steps=max_steps,
-                                      learning_rate=learning_rate,
-                                      per_device_train_batch_size=batch_size, seed=seed),
-                        max_length=max_length)
+    settings = {"data": str(data), "mix": str(mix_data) if mix_data else None, **config.dump(),
+                "rows": len(rows)}
+    args = RewardConfig(**config.trainer_args(out), max_length=config.max_length)
     trainer = SoftRewardTrainer(
         model=base, args=args, train_dataset=dataset, processing_class=tokenizer,
         data_collator=SoftPreferenceCollator(pad_token_id=tokenizer.pad_token_id),
-        peft_config=lora_config(task_type="SEQ_CLS") if lora else None,
+        peft_config=lora_config(task_type="SEQ_CLS") if config.lora else None,
         callbacks=[LossPrinter()])
     if len(trainer.train_dataset) == 0:
-        raise CaiError(f"{data}: every comparison is longer than --max-length {max_length}")
+        raise CaiError(f"{data}: every comparison is longer than --max-length {config.max_length}")
     trainer.train()
     return save_trained(trainer, tokenizer, out, model, "pm", settings)

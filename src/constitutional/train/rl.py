@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+
 from ..errors import CaiError
 from ..evaluation.overtraining import monitor, warnings_for
 from ..progress import console
-from .common import LossPrinter, common_args, load_tokenizer, lora_config, save_trained
+from .common import LossPrinter, load_tokenizer, lora_config, save_trained
+from .config import RLTrainConfig
 
 
 @dataclass
@@ -141,12 +143,12 @@ def build_prompts(redteam, helpful, helpful_ratio: float, seed: int) -> list[lis
 
 
 def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str,
-             reward: str = "pm", pm: str | Path | None = None, feedback: str = "smollm2",
-             constitution=None, constrained: bool = False, cost_target: float = 0.2,
-             lambda_lr: float = 0.5, beta: float = 0.05, num_generations: int = 4,
-             max_completion_length: int = 64, temperature: float = 1.0, max_steps: int = 10,
-             learning_rate: float = 1e-6, batch_size: int = 4, lora: bool = False,
-             checkpoint_every: int = 0, seed: int = 0) -> dict[str, Any]:
+             config: RLTrainConfig = RLTrainConfig(), *, pm: str | Path | None = None,
+             feedback: str = "smollm2", constitution=None) -> dict[str, Any]:
+    c = config
+    reward, constrained, beta, seed = c.reward, c.constrained, c.beta, c.seed
+    num_generations, batch_size = c.num_generations, c.batch_size
+    max_completion_length = c.max_completion_length
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import RLOOConfig, RLOOTrainer
@@ -169,25 +171,19 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str,
         raise CaiError(f"--batch-size {batch_size} must be a multiple of --num-generations "
                        f"{num_generations} (each prompt's completions share a batch)")
     rewards = Rewards(score, harm_cost(feedback, constitution) if constrained else None,
-                      DualAscent(cost_target, lambda_lr) if constrained else None)
+                      DualAscent(c.cost_target, c.lambda_lr) if constrained else None)
     path, tokenizer = load_tokenizer(model)
     policy = AutoModelForCausalLM.from_pretrained(path)
     dataset = Dataset.from_list([{"prompt": p} for p in prompts])
-    settings = dict(reward=reward, pm=str(pm) if pm else None, feedback=feedback,
-                    constrained=constrained, cost_target=cost_target, lambda_lr=lambda_lr,
-                    beta=beta, num_generations=num_generations,
-                    max_completion_length=max_completion_length, temperature=temperature,
-                    max_steps=max_steps, lr=learning_rate, batch_size=batch_size, lora=lora,
-                    prompts=len(prompts), seed=seed)
-    save = dict(save_strategy="steps", save_steps=checkpoint_every) if checkpoint_every else {}
-    args = RLOOConfig(**common_args(out, max_steps=max_steps, learning_rate=learning_rate,
-                                    per_device_train_batch_size=batch_size, seed=seed, **save),
-                      beta=beta, num_generations=num_generations,
-                      max_completion_length=max_completion_length, temperature=temperature,
+    settings = {**c.dump(), "pm": str(pm) if pm else None, "feedback": feedback,
+                "prompts": len(prompts)}
+    save = dict(save_strategy="steps", save_steps=c.checkpoint_every) if c.checkpoint_every else {}
+    args = RLOOConfig(**c.trainer_args(out, **save), beta=beta, num_generations=num_generations,
+                      max_completion_length=max_completion_length, temperature=c.temperature,
                       top_p=1.0)
     trainer = RLOOTrainer(model=policy, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer,
-                          peft_config=lora_config() if lora else None,
+                          peft_config=lora_config() if c.lora else None,
                           callbacks=[RLPrinter()])
     trainer.train()
     manifest = save_trained(trainer, tokenizer, out, model, "rl", settings)

@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+
 from ..errors import CaiError
-from .common import LossPrinter, common_args, load_tokenizer, lora_config, save_trained
+from .common import LossPrinter, load_tokenizer, lora_config, save_trained
+from .config import SFTTrainConfig
 
 
 def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
@@ -21,10 +23,8 @@ def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def train_sft(data: str | Path, out: str | Path, model: str = "smollm2", epochs: float = 1.0,
-              max_steps: int = -1, learning_rate: float = 2e-5, batch_size: int = 4,
-              max_length: int = 512, lora: bool = False, completion_only: bool = True,
-              seed: int = 0) -> dict[str, Any]:
+def train_sft(data: str | Path, out: str | Path, model: str = "smollm2",
+              config: SFTTrainConfig = SFTTrainConfig()) -> dict[str, Any]:
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
@@ -37,18 +37,13 @@ def train_sft(data: str | Path, out: str | Path, model: str = "smollm2", epochs:
         raise CaiError(f"{data}: rows need a 'messages' field")
     if len(dataset) == 0:
         raise CaiError(f"{data}: no rows")
-    if completion_only:
+    if config.completion_only:
         dataset = dataset.map(to_prompt_completion, remove_columns=dataset.column_names)
     path, tokenizer = load_tokenizer(model)
     base = AutoModelForCausalLM.from_pretrained(path)
-    settings = dict(data=str(data), epochs=epochs, max_steps=max_steps, lr=learning_rate,
-                    batch_size=batch_size, max_length=max_length, lora=lora,
-                    completion_only=completion_only, seed=seed)
-    args = SFTConfig(**common_args(out, num_train_epochs=epochs, max_steps=max_steps,
-                                   learning_rate=learning_rate, per_device_train_batch_size=batch_size,
-                                   seed=seed),
-                     max_length=max_length, packing=False)
+    settings = {"data": str(data), **config.dump()}
+    args = SFTConfig(**config.trainer_args(out), max_length=config.max_length, packing=False)
     trainer = SFTTrainer(model=base, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=lora_config() if lora else None, callbacks=[LossPrinter()])
+                         peft_config=lora_config() if config.lora else None, callbacks=[LossPrinter()])
     trainer.train()
     return save_trained(trainer, tokenizer, out, model, "sft", settings)

@@ -1,0 +1,85 @@
+"""The trainers' configs: one per trainer, each a TRL trainer's settings that we expose.
+
+They sit together in this light module (pydantic only) so that the command line can build
+its options from them without importing torch; each trainer module uses its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..config import StageConfig
+
+
+class TrainConfig(StageConfig):
+    """What every trainer shares. Each trainer's config sets its own defaults."""
+
+    epochs: float = Field(1.0, gt=0, description="Passes over the data (the paper trains one).")
+    max_steps: int = Field(-1, description="Stop after N optimiser steps (-1: the full epochs).")
+    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate.")
+    batch_size: int = Field(4, ge=1, description="Examples per optimiser step.")
+    max_length: int = Field(512, ge=16, description="Longest example in tokens.")
+    lora: bool = Field(False, description="Train LoRA adapters, merged into the saved model.")
+    seed: int = Field(0, description="Seeds data order and initialisation.")
+
+    def trainer_args(self, out: Path, **overrides: Any) -> dict[str, Any]:
+        from .common import common_args
+
+        return common_args(out, num_train_epochs=self.epochs, max_steps=self.max_steps,
+                           learning_rate=self.learning_rate,
+                           per_device_train_batch_size=self.batch_size, seed=self.seed,
+                           **overrides)
+
+
+class SFTTrainConfig(TrainConfig):
+    """SL-CAI fine-tuning on the revisions (TRL SFTTrainer)."""
+
+    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate.")
+    completion_only: bool = Field(True, description="Loss on the assistant's answer only.")
+
+
+class PMTrainConfig(TrainConfig):
+    """The preference model: soft-label Bradley–Terry on AI labels (TRL RewardTrainer)."""
+
+    learning_rate: float = Field(1e-5, gt=0, description="Peak learning rate.")
+    max_length: int = Field(1024, ge=16, description="Longest comparison in tokens; longer ones "
+                            "are dropped.")
+    mix_ratio: float = Field(0.0, ge=0.0, description="Rows of the mixed-in comparison file "
+                             "(--mix) per labelled row.")
+
+
+class DPOTrainConfig(TrainConfig):
+    """DPO from the starting policy on soft AI labels (TRL DPOTrainer)."""
+
+    beta: float = Field(0.1, gt=0, description="DPO's beta: how far the policy may move from the "
+                        "reference per unit of preference.")
+    min_confidence: float = Field(0.55, ge=0.5, le=1.0, description="Drop pairs whose soft label "
+                                  "is closer to 0.5 than this (the labeler could not tell them apart).")
+    label_smoothing: float | Literal["auto"] = Field(0.0, description="cDPO label smoothing in "
+                                                     "[0, 0.5), or auto: the kept pairs' mean 1 − p.")
+    learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate.")
+    max_length: int = Field(768, ge=16, description="Longest prompt + answer in tokens.")
+
+
+class RLTrainConfig(TrainConfig):
+    """RL-CAI with TRL's RLOOTrainer against the preference model (or the judge directly)."""
+
+    reward: Literal["pm", "direct"] = Field("pm", description="pm: the preference model; direct: "
+                                            "the feedback model's preference over the reference's "
+                                            "own answer (direct RLAIF, Lee et al. 2023).")
+    constrained: bool = Field(False, description="Reward minus λ·harm cost, λ by dual ascent.")
+    cost_target: float = Field(0.2, ge=0, le=1, description="Harm-cost target for --constrained.")
+    lambda_lr: float = Field(0.5, gt=0, description="Dual-ascent step size for λ.")
+    beta: float = Field(0.05, gt=0, description="KL penalty to the reference (Lee et al.'s 0.05).")
+    num_generations: int = Field(4, ge=2, description="Completions per prompt (RLOO's k).")
+    max_completion_length: int = Field(64, ge=1, description="Tokens per completion.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the completions.")
+    max_steps: int = Field(10, ge=1, description="Optimiser steps.")
+    learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate.")
+    batch_size: int = Field(4, ge=1, description="Completions per step (a multiple of k).")
+    checkpoint_every: int = Field(0, ge=0, description="Keep a checkpoint every N steps (0: none).")
+    helpful_ratio: float = Field(0.5, ge=0, description="Helpful prompts per red-team prompt in "
+                                 "the RL mix (without them models turn evasive: Kundu et al. 2023).")
