@@ -40,17 +40,17 @@ def naive(backend, prompts, c, config, shots) -> tuple[int, int, float]:
     t0 = time.perf_counter()
     for p in prompts:
         plan = draw_principles(c, p.id, config.rounds, config.seed)
-        g = backend.generate([GenerationRequest(messages=p.messages, sampling=config.response)])[0]
+        g = backend.generate([GenerationRequest(messages=p.messages, sampling=config.answer_sampling())])[0]
         draft, tokens = g.texts[0].strip(), tokens + sum(g.tokens)
         for r in range(config.rounds):
             g = backend.generate([GenerationRequest(
                 messages=critique_messages(p.messages, draft, plan[r], shots),
-                sampling=config.critique)])[0]
+                sampling=config.critique_sampling())])[0]
             tokens += sum(g.tokens)
             crit = clean_critique(g.texts[0])
             g = backend.generate([GenerationRequest(
                 messages=revision_messages(p.messages, draft, crit, plan[r], shots),
-                sampling=config.revision)])[0]
+                sampling=config.answer_sampling())])[0]
             tokens += sum(g.tokens)
             draft = clean_revision(g.texts[0]) or draft
             revisions += 1
@@ -108,9 +108,9 @@ def main() -> None:
     c = constitution.load()
     prompts = resolve_prompts("bundled:redteam", limit=args.prompts)
     backend = load_backend("smollm2", batch_size=args.batch_size)
-    s = Sampling(max_new_tokens=args.max_new_tokens, temperature=0)
     config = CritiqueConfig(rounds=args.rounds, few_shot_examples=args.shots, skip_clean=False,
-                            response=s, critique=s, revision=s)
+                            max_new_tokens=args.max_new_tokens,
+                            critique_max_new_tokens=args.max_new_tokens, temperature=0)
     shots = load_few_shot()[: args.shots]
     if args.prefix_cache_only:
         print(json.dumps({"prefix_cache": prefix_cache(backend, prompts, c, shots, args.max_new_tokens),

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from constitutional.backends import Sampling, load_backend
-from constitutional.generate import generate
+from constitutional.backends import load_backend
+from constitutional.generate import GenerateConfig, generate
 from constitutional.prompts import load_prompts
 
 ADVBENCH = Path(__file__).resolve().parents[2] / "shared/data/advbench/harmful_behaviors.csv"
@@ -53,7 +53,7 @@ def main() -> None:
     args = ap.parse_args()
     prompts = load_prompts(ADVBENCH, column="goal", limit=args.prompts)
     backend = load_backend("smollm2", batch_size=args.batch_size)
-    sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=0)
+    sampling = GenerateConfig(max_new_tokens=args.max_new_tokens, temperature=0)
     plain_loop(backend, prompts[:4], 4, 8)  # warm-up: first-call costs are not throughput
     results = {}
     with tempfile.TemporaryDirectory() as out:

@@ -16,7 +16,7 @@ import json
 import platform
 import time
 
-from constitutional.backends import chat, load_backend
+from constitutional.backends import load_backend
 from constitutional.backends.base import GenerationRequest, Sampling
 from constitutional.redteam import resolve_prompts
 

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 
-from constitutional.backends import Sampling
 from constitutional.backends.scripted import ScriptedBackend
 from constitutional.generate import GenerateConfig, generate
 from constitutional.prompts import load_prompts

@@ -197,7 +197,6 @@ def test_bad_rows_are_named_by_line_and_field(tmp_path):
 def test_empty_model_outputs_are_recorded_not_lost(tmp_path):
     from constitutional import constitution
     from constitutional.backends import chat
-    from constitutional.backends.base import Sampling
     from constitutional.backends.scripted import ScriptedBackend
     from constitutional.critique import CritiqueConfig, run_critique
     from constitutional.feedback import LabelConfig, run_label
@@ -224,7 +223,6 @@ def test_empty_model_outputs_are_recorded_not_lost(tmp_path):
 @pytest.mark.slow
 def test_prompt_longer_than_the_context_is_truncated_with_a_warning(smollm2, tmp_path):
     from constitutional.backends import chat
-    from constitutional.backends.base import Sampling
     from constitutional.generate import GenerateConfig, generate
     from constitutional.prompts import Prompt
 

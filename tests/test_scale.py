@@ -6,7 +6,7 @@ import json
 import pytest
 
 from constitutional.backends import LazyBackend, chat, load_backend
-from constitutional.backends.base import ChoiceRequest, Sampling
+from constitutional.backends.base import ChoiceRequest
 from constitutional.generate import GenerateConfig, generate
 from constitutional.prompts import Prompt
 

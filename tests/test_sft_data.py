@@ -3,7 +3,6 @@ import json
 from datasets import load_dataset
 
 from constitutional import constitution
-from constitutional.backends import Sampling
 from constitutional.backends.scripted import ScriptedBackend
 from constitutional.critique import CritiqueConfig, run_critique
 from constitutional.generate import generate

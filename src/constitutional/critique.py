@@ -25,7 +25,7 @@ from .backends.base import Backend, GenerationRequest, Message, Sampling, call_p
 from .config import Names, StageConfig
 from .constitution import Constitution, Principle
 from .hashing import content_hash
-from .prompts import Prompt, packaged
+from .prompts import Prompt, packaged, render_conversation
 from .records import Chunk, RunStore, provenance, run_chunks
 
 STAGE = "critique"
@@ -148,11 +148,6 @@ class FewShot:
 def load_few_shot(path: str | Path | None = None) -> list[FewShot]:
     path = Path(path) if path else packaged("fewshot.toml")
     return [FewShot(**e) for e in tomllib.loads(path.read_text(encoding="utf-8"))["examples"]]
-
-
-def render_conversation(messages: tuple[Message, ...] | list[Message]) -> str:
-    names = {"user": "User", "assistant": "Assistant", "system": "System"}
-    return "\n\n".join(f"{names[m.role]}: {m.content}" for m in messages)
 
 
 def critique_messages(conversation: tuple[Message, ...], response: str, principle: Principle,

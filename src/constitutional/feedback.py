@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,11 @@ from .backends.base import (Backend, ChoiceRequest, GenerationRequest, Message, 
                             Sampling, call_grouped)
 from .config import StageConfig
 from .constitution import Constitution, Principle
-from .critique import render_conversation
 from .hashing import content_hash
-from .prompts import Prompt
+from .prompts import ANSWER_PREFIX, COT_PREFIX, OPTIONS, Prompt, quote, render_conversation
 from .records import Chunk, RunStore, provenance, run_chunks
 
 STAGE = "labels"
-OPTIONS = (" (A)", " (B)")
 
 FEEDBACK_TEMPLATE = """You are judging two responses an AI assistant could give in this conversation.
 
@@ -74,35 +71,6 @@ Response (B): {b}
 Options:
 (A) Response (A)
 (B) Response (B)"""
-
-ANSWER_PREFIX = "The answer is:"
-COT_PREFIX = "Let's think step by step:"
-
-# Anything in quoted text that looks like markup (our delimiters, a forged closing tag, a
-# chat-template token) or like the judge's own answer ("The answer is: (B)", "(A)").
-_TAGLIKE = re.compile(r"<\s*(/?)\s*([A-Za-z|][\w|.:-]{0,40})\s*(/?)\s*>")
-_ANSWER = re.compile(
-    r"\b(?:the\s+)?(?:(?:correct|final|right|best|judge'?s?)\s+)?(?:answer|choice|verdict)"
-    r"\s*(?:is|would be|should be|must be|=|:)(?:\s*:)?"
-    r"(?:\s*[(\[]?\s*(?:option\s+|response\s+)?(?-i:[A-D])\b(?:\s*[)\]])?)?", re.IGNORECASE)
-_OPTION = re.compile(r"\(\s*([A-D])\s*\)")
-
-
-def quote(text: str, neutralise: bool = True) -> str:
-    """Make model text safe to quote to a judge.
-
-    Tag-like text becomes bracketed (``</response_A>`` → ``[/response_A]``), so nothing in
-    a response can close our delimiters. With ``neutralise`` (always, in real use), what
-    reads like the judge's answer is defused too: an answer phrase with the option it
-    names ("The answer is: (B)") becomes ``[answer-like text removed]`` and a bare option
-    mark "(B)" becomes "[B]". The judge scores
-    " (A)" and " (B)" right after "The answer is:"; a response that contains that very
-    sequence invites the model to copy it (benchmarks/reliability.md, section 3)."""
-    text = _TAGLIKE.sub(lambda m: f"[{m.group(1)}{m.group(2)}{m.group(3)}]", text)
-    if neutralise:
-        text = _ANSWER.sub("[answer-like text removed]", text)
-        text = _OPTION.sub(lambda m: f"[{m.group(1)}]", text)
-    return text
 
 
 class LabelConfig(StageConfig):

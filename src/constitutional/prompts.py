@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,46 @@ from .errors import CaiError
 from .hashing import content_hash
 
 TEXT_COLUMNS = ("prompt", "text", "goal", "question", "instruction")
+
+# -- prompt format: how every stage shows a conversation and quotes model text ------------
+
+# The judge answers by the log-probabilities of OPTIONS right after ANSWER_PREFIX.
+ANSWER_PREFIX = "The answer is:"
+COT_PREFIX = "Let's think step by step:"
+OPTIONS = (" (A)", " (B)")
+
+
+def render_conversation(messages: tuple[Message, ...] | list[Message]) -> str:
+    names = {"user": "User", "assistant": "Assistant", "system": "System"}
+    return "\n\n".join(f"{names[m.role]}: {m.content}" for m in messages)
+
+
+# Anything in quoted text that looks like markup (our delimiters, a forged closing tag, a
+# chat-template token) or like the judge's own answer ("The answer is: (B)", "(A)").
+_TAGLIKE = re.compile(r"<\s*(/?)\s*([A-Za-z|][\w|.:-]{0,40})\s*(/?)\s*>")
+_ANSWER = re.compile(
+    r"\b(?:the\s+)?(?:(?:correct|final|right|best|judge'?s?)\s+)?(?:answer|choice|verdict)"
+    r"\s*(?:is|would be|should be|must be|=|:)(?:\s*:)?"
+    r"(?:\s*[(\[]?\s*(?:option\s+|response\s+)?(?-i:[A-D])\b(?:\s*[)\]])?)?", re.IGNORECASE)
+_OPTION = re.compile(r"\(\s*([A-D])\s*\)")
+
+
+def quote(text: str, neutralise: bool = True) -> str:
+    """Make model text safe to quote to a judge.
+
+    Tag-like text becomes bracketed (``</response_A>`` → ``[/response_A]``), so nothing in
+    a response can close our delimiters. With ``neutralise`` (always, in real use), what
+    reads like the judge's answer is defused too: an answer phrase with the option it
+    names ("The answer is: (B)") becomes ``[answer-like text removed]`` and a bare option
+    mark "(B)" becomes "[B]". The judge scores
+    " (A)" and " (B)" right after "The answer is:"; a response that contains that very
+    sequence invites the model to copy it (benchmarks/reliability.md, section 3)."""
+    text = _TAGLIKE.sub(lambda m: f"[{m.group(1)}{m.group(2)}{m.group(3)}]", text)
+    if neutralise:
+        text = _ANSWER.sub("[answer-like text removed]", text)
+        text = _OPTION.sub(lambda m: f"[{m.group(1)}]", text)
+    return text
+
 
 
 class Prompt(BaseModel):

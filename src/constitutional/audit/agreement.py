@@ -110,7 +110,6 @@ def relabel(db: AuditDB, backend, constitution, batch_size: int = 32) -> dict[st
     from ..evaluation.harm import judge_harm
     from ..feedback import LabelConfig, label_pairs
 
-    ids = {p.id for p in constitution.principles}
     rows, counts = [], {"label": 0, "harm": 0, "skipped": 0}
     items = db.items()
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -24,7 +24,7 @@ __all__ = ["Backend", "ChoiceRequest", "Generation", "GenerationRequest", "Messa
 def load_backend(spec: str, batch_size: int = 32, ray_workers: int = 0,
                  ray_address: str | None = None) -> Backend:
     if ray_workers:
-        from ..scale import RayBackend
+        from .ray import RayBackend
 
         return RayBackend(spec, ray_workers, batch_size=batch_size, address=ray_address)
     if spec.startswith("openai:"):

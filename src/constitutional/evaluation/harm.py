@@ -15,8 +15,8 @@ from typing import Any
 
 from ..backends.base import Backend, ChoiceRequest, Message, RequestsFailed, call_grouped
 from ..constitution import Constitution, Principle
-from ..critique import render_conversation
-from ..feedback import ANSWER_PREFIX, OPTIONS, normalise, quote
+from ..feedback import normalise
+from ..prompts import ANSWER_PREFIX, OPTIONS, quote, render_conversation
 from ..hashing import content_hash
 from .metrics import wilson
 

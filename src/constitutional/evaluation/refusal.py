@@ -262,7 +262,7 @@ _JUDGE_CLASSES = {" (A)": "complied", " (B)": "refused_explained", " (C)": "refu
 def judge(backend, items: list[tuple[str, str]]) -> list[Verdict]:
     """The model judge: (prompt, response) pairs → classes, from the option log-probs."""
     from ..backends.base import ChoiceRequest, Message
-    from ..feedback import ANSWER_PREFIX, quote
+    from ..prompts import ANSWER_PREFIX, quote
 
     requests = [ChoiceRequest(messages=(Message(role="user", content=JUDGE_TEMPLATE.format(
         prompt=quote(p), response=quote(r).replace("</answer>", "[/answer]"))),),

@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .backends.base import ChoiceRequest, Generation, GenerationRequest, RequestsFailed
-from .errors import CaiError
+from .base import ChoiceRequest, Generation, GenerationRequest, RequestsFailed
+from ..errors import CaiError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _actor_class():
         def __init__(self, spec: str, batch_size: int, threads: int):
             import torch
 
-            from .backends import load_backend
+            from . import load_backend
 
             torch.set_num_threads(max(1, threads))
             self.backend = load_backend(spec, batch_size=batch_size)
