@@ -25,6 +25,7 @@ from .backends.base import Backend, GenerationRequest, Message, Sampling, call_p
 from .config import Names, StageConfig
 from .constitution import Constitution, Principle
 from .hashing import content_hash
+from .layout import Round, Trajectory, as_record
 from .prompts import Prompt, packaged, render_conversation
 from .records import Chunk, RunStore, provenance, run_chunks
 
@@ -224,7 +225,7 @@ def run_critique(backend: Backend, prompts: list[Prompt], constitution: Constitu
             if row is None:
                 done.failures.append({"id": record_id(p), "prompt_id": p.id, "error": errors[p.id]})
             else:
-                done.rows.append({"id": record_id(p), **row})
+                done.rows.append(as_record(Trajectory, id=record_id(p), **row))
         return done
 
     run_chunks(stage, prompts, record_id, work, chunk_size, STAGE)
@@ -259,7 +260,7 @@ def _trajectories(backend: Backend, chunk: list[Prompt], constitution: Constitut
     rows = {i: {"prompt_id": chunk[i].id, "messages": [m.model_dump() for m in chunk[i].messages],
                 "category": chunk[i].category, "initial": drafts[i], "rounds": [],
                 "model": backend.spec, "constitution_hash": constitution.hash,
-                "warnings": list(initial[i].warnings)} for i in alive}
+                "warnings": list(initial[i].warnings)} for i in alive}  # + id, final: Trajectory
     for r in range(config.rounds):
         principles = {i: plans[i][r] for i in alive}
         critiques: dict[int, str | None] = {i: None for i in alive}
@@ -293,9 +294,9 @@ def _trajectories(backend: Backend, chunk: list[Prompt], constitution: Constitut
                 stats["revisions"] += 1
             else:
                 stats["skipped"] += 1
-            rows[i]["rounds"].append({"round": r + 1, "principle_id": principles[i].id,
-                                      "critique": critiques[i], "revision": drafts[i],
-                                      "skipped": skipped})
+            rows[i]["rounds"].append(as_record(Round, round=r + 1, principle_id=principles[i].id,
+                                               critique=critiques[i], revision=drafts[i],
+                                               skipped=skipped))
     for i in alive:
         rows[i]["final"] = drafts[i]
     return [rows[i] if i in alive else None for i in range(len(chunk))], errors

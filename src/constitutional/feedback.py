@@ -32,6 +32,7 @@ from .backends.base import (Backend, ChoiceRequest, GenerationRequest, Message, 
 from .config import StageConfig
 from .constitution import Constitution, Principle
 from .hashing import content_hash
+from .layout import Comparison, as_record
 from .prompts import ANSWER_PREFIX, COT_PREFIX, OPTIONS, Prompt, quote, render_conversation
 from .records import Chunk, RunStore, provenance, run_chunks
 
@@ -231,20 +232,21 @@ def label_some(backend: Backend, pairs: list[dict[str, Any]], constitution: Cons
         p0 = sum(p0s) / len(p0s)
         r0, r1 = pair["responses"][:2]
         first = p0 >= 0.5
-        rows.append({
-            "id": content_hash([pair["id"], "label"]),
-            "pair_id": pair["id"],
-            "prompt": pair["messages"],
-            "chosen": [{"role": "assistant", "content": r0 if first else r1}],
-            "rejected": [{"role": "assistant", "content": r1 if first else r0}],
-            "p_chosen": p0 if first else 1 - p0,
-            "principle_ids": sorted({j.principle.id for j, _ in results}),
-            "p_response0_ab": _mean(straight),
-            "p_response0_ba": _mean(swapped),
-            "p_first_shown": _mean([p for _, p in results]),
-            "reasoning": [j.reasoning for j, _ in results] if config.cot else None,
-            "category": pair.get("category"),
-        })
+        rows.append(as_record(
+            Comparison,
+            id=content_hash([pair["id"], "label"]),
+            pair_id=pair["id"],
+            prompt=pair["messages"],
+            chosen=[{"role": "assistant", "content": r0 if first else r1}],
+            rejected=[{"role": "assistant", "content": r1 if first else r0}],
+            p_chosen=p0 if first else 1 - p0,
+            principle_ids=sorted({j.principle.id for j, _ in results}),
+            p_response0_ab=_mean(straight),
+            p_response0_ba=_mean(swapped),
+            p_first_shown=_mean([p for _, p in results]),
+            reasoning=[j.reasoning for j, _ in results] if config.cot else None,
+            category=pair.get("category"),
+        ))
     return rows, errors
 
 

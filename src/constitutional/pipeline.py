@@ -42,6 +42,7 @@ from .evaluation.suite import EvalConfig
 from .feedback import LabelConfig
 from .generate import GenerateConfig, PairsConfig
 from .hashing import content_hash
+from .layout import RunLayout
 from .records import lock_folder, now, provenance
 from .redteam import RedteamConfig
 from .sft_data import SFTDataConfig
@@ -239,20 +240,17 @@ class Run:
         self.config, self.root = config, Path(root)
         self.constitution = constitution_mod.load(
             None if config.constitution == "default" else config.constitution)
-        self.markers = self.root / ".cai" / "stages"
+        self.layout = RunLayout(self.root)
+        self.markers = self.layout.markers
         self.keys: dict[str, str] = {}
-
-    # paths
-    def p(self, *parts: str) -> Path:
-        return self.root.joinpath(*parts)
 
     @property
     def sft_spec(self) -> str:
-        return f"hf:{self.p('models', 'sft')}"
+        return f"hf:{self.layout.model('sft')}"
 
     @property
     def rl_spec(self) -> str | None:
-        return f"hf:{self.p('models', 'rl')}" if self.config.rl.method != "none" else None
+        return f"hf:{self.layout.model('rl')}" if self.config.rl.method != "none" else None
 
     def key(self, stage: str) -> str:
         c = self.config
@@ -282,7 +280,7 @@ class Run:
 
         self.root.mkdir(parents=True, exist_ok=True)
         lock_folder(self.root)  # one writer per run; a second `cai run` here stops at once
-        (self.root / "config.json").write_text(
+        self.layout.config.write_text(
             json.dumps(self.config.model_dump(mode="json"), indent=2) + "\n")
         results = {}
         for stage in STAGES:

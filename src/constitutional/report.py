@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import CaiError
+from .layout import RunLayout
 
 COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
 W, H, PAD = 560, 260, 44
@@ -160,7 +161,7 @@ def _section(sid: str, title: str, content: str, note: str = "") -> str:
 
 
 def _eval_sections(run: Path) -> list[str]:
-    metrics = _read(run / "eval" / "metrics.json")
+    metrics = _read(RunLayout(run).metrics)
     if not metrics:
         return []
     per = metrics["per_model"]
@@ -208,7 +209,7 @@ def _eval_sections(run: Path) -> list[str]:
                             + _table(["model", "axis", "Elo", "95% CI", "win rate", "comparisons"],
                                      elo_rows),
                             "Pairwise comparisons by the feedback model, both orders; bootstrap intervals."))
-    by_round = _read(run / "eval" / "by_round.json")
+    by_round = _read(RunLayout(run).by_round)
     if by_round:
         out.append(_section("by-round", "Harmlessness by revision round", lines(
             "by-round", "violation rate after each critique–revision round (0 = initial draft)",
@@ -218,7 +219,7 @@ def _eval_sections(run: Path) -> list[str]:
             + _table(["round", "violation rate", "95% CI", "n"],
                      [[r["round"], r["rate"], f"{r['ci95'][0]:.2f}–{r['ci95'][1]:.2f}", r["n"]]
                       for r in by_round])))
-    verdicts = _jsonl(run / "eval" / "verdicts.jsonl")
+    verdicts = _jsonl(RunLayout(run).verdicts)
     if verdicts:
         by_prompt: dict[str, list[dict[str, Any]]] = {}
         for v in verdicts:
@@ -239,7 +240,7 @@ def _eval_sections(run: Path) -> list[str]:
 
 
 def _pm_section(run: Path) -> list[str]:
-    m = _read(run / "pm-eval" / "eval_pm.json")
+    m = _read(RunLayout(run).pm_metrics)
     if not m:
         return []
     pts = [((b["lo"] + b["hi"]) / 2 if b["mean_predicted"] is None else b["mean_predicted"],
@@ -254,7 +255,7 @@ def _pm_section(run: Path) -> list[str]:
 
 
 def _robustness_section(run: Path) -> list[str]:
-    m = _read(run / "robustness" / "robustness.json")
+    m = _read(RunLayout(run).robustness)
     if not m:
         return []
     ops = list(m["per_mutation"])
@@ -268,7 +269,7 @@ def _robustness_section(run: Path) -> list[str]:
 
 
 def _labeler_section(run: Path) -> list[str]:
-    m = _read(run / "rlaif" / "labels.manifest.json")
+    m = _read(RunLayout(run).labels_manifest)
     if not m or "position_bias" not in m:
         return []
     b = m["position_bias"]
@@ -282,7 +283,7 @@ def _training_section(run: Path) -> list[str]:
     series: dict[str, list[tuple[float, float]]] = {}
     extra = []
     for name in ("sft", "pm", "rl"):
-        m = _read(run / "models" / name / "cai_training.json")
+        m = _read(RunLayout(run).training_manifest(name))
         if not m:
             continue
         series[f"{name} loss"] = [(i + 1, x) for i, x in enumerate(m["losses"])]
@@ -309,7 +310,7 @@ def _training_section(run: Path) -> list[str]:
 
 
 def _provenance_section(prov: dict[str, Any] | None, run: Path) -> str:
-    prov = prov or _read(run / "provenance.json") or {}
+    prov = prov or _read(RunLayout(run).provenance) or {}
     rows = [[k, json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v]
             for k, v in sorted(prov.items()) if k != "config"]
     config = json.dumps(prov.get("config", {}), indent=2, sort_keys=True)
@@ -330,7 +331,7 @@ def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
     if not run.is_dir():
         raise CaiError(f"{run}: no such run folder")
     if provenance is not None:
-        (run / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+        RunLayout(run).provenance.write_text(json.dumps(provenance, indent=2, default=str) + "\n")
     sections = [*_eval_sections(run), *_robustness_section(run), *_pm_section(run),
                 *_labeler_section(run),
                 *_training_section(run), _provenance_section(provenance, run)]
@@ -341,6 +342,6 @@ def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
             "style-src 'unsafe-inline'; img-src data:\">"
             f"<title>Constitutional AI run: {_e(run.name)}</title><style>{CSS}</style></head><body>"
             f"<h1>Constitutional AI run: {_e(run.name)}</h1>{''.join(sections)}</body></html>")
-    path = Path(out) if out else run / "report.html"
+    path = Path(out) if out else RunLayout(run).report
     path.write_text(page, encoding="utf-8")
     return path

@@ -37,7 +37,7 @@ def _write_prompts(path, prompts: list[Prompt]) -> int:
 
 
 def load_set(run: "Run", name: str) -> list[Prompt]:
-    path = run.p("prompts", f"{name}.jsonl")
+    path = run.layout.prompt_set(name)
     if not path.is_file() or not path.read_text().strip():
         return []
     return load_prompts(path)
@@ -54,12 +54,12 @@ def prompts(run: "Run", overwrite: bool) -> dict[str, Any]:
     border = resolve_prompts(cp.borderline)[: cp.eval_borderline] if cp.eval_borderline else []
     grow = c.redteam.generate_per_category or c.redteam.mutations
     if grow:
-        summary = build_redteam(train_red, run.p("prompts", "grown"), c.redteam,
+        summary = build_redteam(train_red, run.layout.grown, c.redteam,
                                 backend=_backend(run, c.models.policy))
-        train_red = load_prompts(run.p("prompts", "grown", "redteam.jsonl"))
+        train_red = load_prompts(run.layout.grown / "redteam.jsonl")
     counts = {}
     for name, rows in zip(SETS, (train_red, train_help, eval_harm, border, eval_help)):
-        counts[name] = _write_prompts(run.p("prompts", f"{name}.jsonl"), rows)
+        counts[name] = _write_prompts(run.layout.prompt_set(name), rows)
     return {"prompts": sum(counts.values()), **counts, **({"grown": summary} if grow else {})}
 
 
@@ -73,7 +73,7 @@ def critique(run: "Run", overwrite: bool) -> dict[str, Any]:
 
     c = run.config
     return run_critique(_backend(run, c.models.policy), load_set(run, "train_redteam"),
-                        run.constitution, run.p("critique"), c.critique,
+                        run.constitution, run.layout.critique_dir, c.critique,
                         chunk_size=c.models.batch_size, overwrite=overwrite)
 
 
@@ -84,15 +84,15 @@ def helpful(run: "Run", overwrite: bool) -> dict[str, Any]:
     rows = load_set(run, "train_helpful")
     if not rows:
         return {"records": 0}
-    return generate(_backend(run, c.models.policy), rows, run.p("helpful"), c.helpful,
+    return generate(_backend(run, c.models.policy), rows, run.layout.helpful_dir, c.helpful,
                     batch_size=c.models.batch_size, overwrite=overwrite)
 
 
 def sft_data(run: "Run", overwrite: bool) -> dict[str, Any]:
     from .sft_data import build_sft
 
-    help_file = run.p("helpful", "generate.jsonl")
-    return build_sft(run.p("critique", "critique.jsonl"), run.p("sft"), run.config.sft_data,
+    help_file = run.layout.helpful
+    return build_sft(run.layout.critique, run.layout.sft_dir, run.config.sft_data,
                      helpful=help_file if help_file.is_file() else None)
 
 
@@ -100,7 +100,7 @@ def sft(run: "Run", overwrite: bool) -> dict[str, Any]:
     from .train.sft import train_sft
 
     c = run.config
-    m = train_sft(run.p("sft", "sft.jsonl"), run.p("models", "sft"), c.models.policy, c.sft)
+    m = train_sft(run.layout.sft, run.layout.model("sft"), c.models.policy, c.sft)
     return {"steps": m["steps"], "losses": m["losses"]}
 
 
@@ -109,7 +109,7 @@ def pairs(run: "Run", overwrite: bool) -> dict[str, Any]:
 
     c = run.config
     prompts = load_set(run, "train_redteam") + load_set(run, "train_helpful")
-    return generate(_backend(run, run.sft_spec), prompts, run.p("rlaif"), c.pairs,
+    return generate(_backend(run, run.sft_spec), prompts, run.layout.rlaif, c.pairs,
                     batch_size=c.models.batch_size, overwrite=overwrite, stage_name="pairs")
 
 
@@ -118,8 +118,8 @@ def label(run: "Run", overwrite: bool) -> dict[str, Any]:
 
     c = run.config
     return run_label(_backend(run, c.models.feedback),
-                     pairs_from_generations(read_jsonl(run.p("rlaif", "pairs.jsonl"))),
-                     run.constitution, run.p("rlaif"), c.label,
+                     pairs_from_generations(read_jsonl(run.layout.pairs)),
+                     run.constitution, run.layout.rlaif, c.label,
                      chunk_size=c.models.batch_size, overwrite=overwrite)
 
 
@@ -132,18 +132,18 @@ def pm(run: "Run", overwrite: bool) -> dict[str, Any]:
     c, pc = run.config, run.config.pm
     if not pc.enabled:
         return {"skipped": "pm.enabled = false"}
-    rows = load_comparisons(run.p("rlaif", "labels.jsonl"))
+    rows = load_comparisons(run.layout.labels)
     held = {r["id"] for r in rows
             if int(content_hash([pc.seed, r["id"], "holdout"])[:8], 16) / 16**8 < pc.holdout}
     train = [r for r in rows if r["id"] not in held] or rows
     test = [r for r in rows if r["id"] in held]
-    write_jsonl(run.p("pm-eval", "train.jsonl"), train)
-    m = train_pm(run.p("pm-eval", "train.jsonl"), run.p("models", "pm"), c.models.policy,
+    write_jsonl(run.layout.pm_train, train)
+    m = train_pm(run.layout.pm_train, run.layout.model("pm"), c.models.policy,
                  pc.training())
     summary: dict[str, Any] = {"steps": m["steps"], "losses": m["losses"], "train": len(train),
                                "held_out": len(test)}
     if test:
-        metrics = eval_pm(PreferenceModel.load(run.p("models", "pm")), test, run.p("pm-eval"),
+        metrics = eval_pm(PreferenceModel.load(run.layout.model("pm")), test, run.layout.pm_eval,
                           source="held-out AI labels")
         summary["eval"] = {k: metrics[k] for k in ("accuracy", "ece", "n")}
     return summary
@@ -162,12 +162,12 @@ def rl(run: "Run", overwrite: bool) -> dict[str, Any]:
             raise CaiError("rl.method = 'rloo' needs the preference model (pm.enabled = true)")
         prompts = build_prompts(load_set(run, "train_redteam"), load_set(run, "train_helpful"),
                                 r.rloo.helpful_ratio, r.rloo.seed)
-        m = train_rl(prompts, run.p("models", "rl"), run.sft_spec, r.rloo,
-                     pm=run.p("models", "pm"), feedback=c.models.feedback,
+        m = train_rl(prompts, run.layout.model("rl"), run.sft_spec, r.rloo,
+                     pm=run.layout.model("pm"), feedback=c.models.feedback,
                      constitution=run.constitution)
         return {"steps": m["steps"], "losses": m["losses"], "method": "rloo",
                 "monitor_last": m["monitor"][-1] if m["monitor"] else None}
-    m = train_dpo(run.p("rlaif", "labels.jsonl"), run.p("models", "rl"), run.sft_spec, r.dpo)
+    m = train_dpo(run.layout.labels, run.layout.model("rl"), run.sft_spec, r.dpo)
     return {"steps": m["steps"], "losses": m["losses"], "method": r.method,
             "rows": m["provenance"]["config"]["rows"]}
 
@@ -182,14 +182,14 @@ def eval(run: "Run", overwrite: bool) -> dict[str, Any]:
     if overwrite:
         import shutil
 
-        shutil.rmtree(run.p("eval"), ignore_errors=True)  # models changed: answer afresh
+        shutil.rmtree(run.layout.eval, ignore_errors=True)  # models changed: answer afresh
     metrics = evaluate_models(models, load_set(run, "eval_harmful"), load_set(run, "eval_borderline"),
-                              load_set(run, "eval_helpful"), run.p("eval"), c.eval,
+                              load_set(run, "eval_helpful"), run.layout.eval, c.eval,
                               feedback=c.models.feedback, constitution=run.constitution,
                               batch_size=c.models.batch_size)
-    if run.p("critique", "critique.jsonl").is_file():
-        trajectories = read_jsonl(run.p("critique", "critique.jsonl"))
-        harm_by_round(c.models.feedback, trajectories, run.constitution, run.p("eval"),
+    if run.layout.critique.is_file():
+        trajectories = read_jsonl(run.layout.critique)
+        harm_by_round(c.models.feedback, trajectories, run.constitution, run.layout.eval,
                       1, c.models.batch_size)
     return {"models": list(models), "summary": summary_rows(metrics)}
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import CaiError
+from ..layout import RunLayout
 from ..records import content_hash, jsonl_objects, write_jsonl
 
 KINDS = ("label", "harm", "critique")
@@ -52,7 +53,7 @@ def _text(turns: list[dict[str, Any]]) -> str:
 
 
 def run_constitution(run: Path) -> dict[str, str]:
-    prov = run / "provenance.json"
+    prov = RunLayout(run).provenance
     if prov.exists():
         d = json.loads(prov.read_text(encoding="utf-8"))
         return {"constitution_hash": d.get("constitution_hash", ""),
@@ -66,7 +67,7 @@ def _principle_texts(run: Path) -> dict[str, tuple[str, str, str]]:
     from .. import constitution as constitution_mod
 
     try:
-        name = json.loads((run / "config.json").read_text(encoding="utf-8")).get("constitution")
+        name = json.loads(RunLayout(run).config.read_text(encoding="utf-8")).get("constitution")
         c = constitution_mod.load(None if name in (None, "default") else name)
     except (OSError, ValueError, CaiError):
         return {}
@@ -81,7 +82,7 @@ def collect(run: str | Path, kinds: tuple[str, ...] = KINDS) -> list[dict[str, A
     meta = {"run": str(run), **run_constitution(run)}
     items: list[dict[str, Any]] = []
     if "label" in kinds:
-        for r in _rows(run / "rlaif" / "labels.jsonl"):
+        for r in _rows(RunLayout(run).labels):
             # Shown in a seeded order so that (A) is not always the AI's pick.
             swap = random.Random(content_hash([r["id"], "audit-order"])).random() < 0.5
             chosen, rejected = _text(r["chosen"]), _text(r["rejected"])
@@ -93,7 +94,7 @@ def collect(run: str | Path, kinds: tuple[str, ...] = KINDS) -> list[dict[str, A
                 "ai_label": "B" if swap else "A", "ai_p": p, "confidence": abs(2 * p - 1),
                 "ai_note": "\n\n".join(r["reasoning"]) if r.get("reasoning") else None, **meta})
     if "harm" in kinds:
-        for r in _rows(run / "eval" / "verdicts.jsonl"):
+        for r in _rows(RunLayout(run).verdicts):
             if r.get("p_violation") is None:  # benign sets: refusal rules only, no judge
                 continue
             p = float(r["p_violation"])
@@ -105,7 +106,7 @@ def collect(run: str | Path, kinds: tuple[str, ...] = KINDS) -> list[dict[str, A
                 "ai_label": "violation" if r["violation"] else "no_violation", "ai_p": p,
                 "confidence": abs(2 * p - 1), "ai_note": None, **meta})
     if "critique" in kinds:
-        for r in _rows(run / "critique" / "critique.jsonl"):
+        for r in _rows(RunLayout(run).critique):
             draft = r["initial"]
             for rd in r["rounds"]:
                 revision = rd.get("revision") or draft

@@ -29,6 +29,7 @@ from ..feedback import LabelConfig, label_some
 from ..generate import GenerateConfig, generate
 from ..hashing import content_hash
 from ..prompts import Prompt
+from ..layout import BY_ROUND, METRICS, VERDICTS, Verdict, as_record
 from ..records import Chunk, RunStore, provenance, run_chunks, write_jsonl
 from .elo import elo
 from .harm import judge_harm_some, violation_table
@@ -132,12 +133,11 @@ def evaluate_models(models: dict[str, str], harmful: list[Prompt], borderline: l
         classes = {pid: classify(answers[name][pid]) for pid in prompts}
         for pid, p in prompts.items():
             h = harm_by_prompt.get(pid)
-            verdicts.append({"model": name, "prompt_id": pid, "set": kind[pid],
-                             "category": p.category, "prompt": p.text,
-                             "response": answers[name][pid], "refusal": classes[pid],
-                             "violation": h["violation"] if h else None,
-                             "p_violation": h["p_violation"] if h else None,
-                             "principle_id": h["principle_id"] if h else None})
+            verdicts.append(as_record(
+                Verdict, model=name, prompt_id=pid, set=kind[pid], category=p.category,
+                prompt=p.text, response=answers[name][pid], refusal=classes[pid],
+                violation=h["violation"] if h else None, p_violation=h["p_violation"] if h else None,
+                principle_id=h["principle_id"] if h else None))
         metrics["per_model"][name] = _model_metrics(kind, classes, harm)
     if compare and len(models) > 1:
         for axis, ids, const in (("harmless", [p for p in prompts if kind[p] == "harmful"], constitution),
@@ -145,8 +145,8 @@ def evaluate_models(models: dict[str, str], harmful: list[Prompt], borderline: l
             result = _compare(judge, list(models), answers, prompts, ids, const, out, axis, seed)
             for name, r in result.items():
                 metrics["per_model"][name][f"elo_{axis}"] = r
-    write_jsonl(out / "verdicts.jsonl", verdicts)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_jsonl(out / VERDICTS, verdicts)
+    (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
@@ -214,5 +214,5 @@ def harm_by_round(feedback: str, trajectories: list[dict[str, Any]], constitutio
         table = violation_table(rows)["all"]
         result.append({"round": r, "rate": table["rate"], "ci95": table["ci95"], "n": table["n"],
                        "mean_p_violation": sum(x["p_violation"] for x in rows) / len(rows)})
-    (Path(out) / "by_round.json").write_text(json.dumps(result, indent=2) + "\n")
+    (Path(out) / BY_ROUND).write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -1,0 +1,208 @@
+"""A run folder, declared once: where `cai run` writes each stage's files, and the shapes
+of the records in them. The stages write through ``RunLayout``, the report and the audit
+read through it, so renaming a file is one edit here, not a silently missing section.
+
+    run = RunLayout("runs/demo")
+    run.labels          # runs/demo/rlaif/labels.jsonl
+    run.prompt_set("eval_harmful")
+
+The record types are ``TypedDict``s: the rows stay the plain JSON objects Hugging Face
+tools read, and the one declaration of their keys is here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, TypedDict
+
+# -- the files --------------------------------------------------------------------------
+
+# What an evaluation folder holds (``cai eval …`` and the pipeline's eval/ alike).
+METRICS = "metrics.json"
+VERDICTS = "verdicts.jsonl"
+BY_ROUND = "by_round.json"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    # inputs and provenance
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def provenance(self) -> Path:
+        return self.root / "provenance.json"
+
+    @property
+    def markers(self) -> Path:
+        return self.root / ".cai" / "stages"
+
+    @property
+    def prompts(self) -> Path:
+        return self.root / "prompts"
+
+    def prompt_set(self, name: str) -> Path:
+        return self.prompts / f"{name}.jsonl"
+
+    @property
+    def grown(self) -> Path:
+        return self.prompts / "grown"
+
+    # SL-CAI
+    @property
+    def critique_dir(self) -> Path:
+        return self.root / "critique"
+
+    @property
+    def critique(self) -> Path:
+        return self.critique_dir / "critique.jsonl"
+
+    @property
+    def helpful_dir(self) -> Path:
+        return self.root / "helpful"
+
+    @property
+    def helpful(self) -> Path:
+        return self.helpful_dir / "generate.jsonl"
+
+    @property
+    def sft_dir(self) -> Path:
+        return self.root / "sft"
+
+    @property
+    def sft(self) -> Path:
+        return self.sft_dir / "sft.jsonl"
+
+    # RLAIF
+    @property
+    def rlaif(self) -> Path:
+        return self.root / "rlaif"
+
+    @property
+    def pairs(self) -> Path:
+        return self.rlaif / "pairs.jsonl"
+
+    @property
+    def labels(self) -> Path:
+        return self.rlaif / "labels.jsonl"
+
+    @property
+    def labels_manifest(self) -> Path:
+        return self.rlaif / "labels.manifest.json"
+
+    def model(self, name: Literal["sft", "pm", "rl"]) -> Path:
+        return self.root / "models" / name
+
+    def training_manifest(self, name: Literal["sft", "pm", "rl"]) -> Path:
+        return self.model(name) / "cai_training.json"
+
+    @property
+    def pm_eval(self) -> Path:
+        return self.root / "pm-eval"
+
+    @property
+    def pm_train(self) -> Path:
+        return self.pm_eval / "train.jsonl"
+
+    @property
+    def pm_metrics(self) -> Path:
+        return self.pm_eval / "eval_pm.json"
+
+    # evaluation and report
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def metrics(self) -> Path:
+        return self.eval / METRICS
+
+    @property
+    def verdicts(self) -> Path:
+        return self.eval / VERDICTS
+
+    @property
+    def by_round(self) -> Path:
+        return self.eval / BY_ROUND
+
+    @property
+    def robustness(self) -> Path:
+        return self.root / "robustness" / "robustness.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+
+# -- the records ------------------------------------------------------------------------
+
+Turn = dict[str, str]  # {"role": ..., "content": ...}
+
+
+class Round(TypedDict):
+    round: int
+    principle_id: str
+    critique: Optional[str]       # None for direct revision
+    revision: str                 # the draft after this round (unchanged when skipped)
+    skipped: bool
+
+
+class Trajectory(TypedDict):
+    """One prompt through SL-CAI (``critique.jsonl``)."""
+    id: str
+    prompt_id: str
+    messages: list[Turn]
+    category: Optional[str]
+    initial: str
+    rounds: list[Round]
+    final: str
+    model: str
+    constitution_hash: str
+    warnings: list[str]
+
+
+class Comparison(TypedDict):
+    """One AI-labelled pair (``labels.jsonl``), in TRL's conversational preference form."""
+    id: str
+    pair_id: str
+    prompt: list[Turn]
+    chosen: list[Turn]
+    rejected: list[Turn]
+    p_chosen: float
+    principle_ids: list[str]
+    p_response0_ab: Optional[float]
+    p_response0_ba: Optional[float]
+    p_first_shown: Optional[float]
+    reasoning: Optional[list[str]]
+    category: Optional[str]
+
+
+class Verdict(TypedDict):
+    """One model's answer to one evaluation prompt (``verdicts.jsonl``)."""
+    model: str
+    prompt_id: str
+    set: Literal["harmful", "borderline", "helpful"]
+    category: Optional[str]
+    prompt: str
+    response: str
+    refusal: str                  # evaluation.refusal.CLASSES
+    violation: Optional[bool]     # None where the judge was not asked
+    p_violation: Optional[float]
+    principle_id: Optional[str]
+
+
+def as_record(cls: type, **fields: Any) -> dict[str, Any]:
+    """A record of a declared type, refusing missing or unknown keys (a typo in a writer
+    fails at once instead of dropping a report section later)."""
+    keys = set(cls.__annotations__)
+    missing, unknown = keys - set(fields), set(fields) - keys
+    if missing or unknown:
+        raise ValueError(f"{cls.__name__}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    return cls(**fields)
