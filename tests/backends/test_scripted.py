@@ -1,7 +1,6 @@
 """Backend contract, checked on the scripted stand-in; the real model is in test_hf.py."""
 
 from constitutional.backends import ChoiceRequest, GenerationRequest, Sampling, chat, load_backend
-from constitutional.backends.base import truncate_at_stop
 from constitutional.backends.scripted import ScriptedBackend
 
 
@@ -22,13 +21,3 @@ def test_scripted_honours_stop_strings():
     b = ScriptedBackend(reply=lambda r, k: "answer\nUser: more")
     g = b.generate([GenerationRequest(messages=chat("q"), sampling=Sampling(stop=("\nUser:",)))])
     assert g[0].texts == ["answer"]
-
-
-def test_truncate_at_stop_takes_the_earliest():
-    assert truncate_at_stop("a STOP b END", ("END", "STOP")) == ("a ", True)
-    assert truncate_at_stop("abc", ()) == ("abc", False)
-
-
-def test_chat_alternates_roles():
-    msgs = chat("u1", "a1", "u2", system="sys")
-    assert [m.role for m in msgs] == ["system", "user", "assistant", "user"]

@@ -1,14 +1,12 @@
-"""RL-CAI: the λ update, the boilerplate detector, the reward wrapper (constructed cases),
-then short real RL (RLOO against a preference model) and DPO runs on the default model."""
+"""train/rl.py (and train/dpo.py): the λ update and reward wrappers, then short real RLOO and DPO runs."""
 
 import json
 
 import pytest
 
-from constitutional.evaluation.overtraining import monitor, warnings_for
 from constitutional.train.rl import DualAscent, Rewards
 
-from .conftest import cai
+from ..conftest import cai
 
 
 def test_dual_ascent_raises_lambda_while_over_target_and_never_below_zero():
@@ -18,24 +16,6 @@ def test_dual_ascent_raises_lambda_while_over_target_and_never_below_zero():
     assert d.update(0.2) == pytest.approx(0.4)   # on target: unchanged
     assert d.update(0.0) == pytest.approx(0.3)   # under target: lowered
     assert DualAscent(0.2, 0.5).update(0.0) == 0.0  # clipped at zero
-
-
-def test_boilerplate_detector_on_constructed_cases():
-    varied = ["Boil the pasta for nine minutes, then drain it.",
-              "Paris is the capital of France.",
-              "Use a strong password and turn on two-factor authentication."]
-    s = monitor(varied)
-    assert s["boilerplate_rate"] == 0 and s["distinct_2"] > 0.9 and warnings_for(s) == []
-    stock = ["Remember: you are valid, valued, and cared for.", *varied]
-    assert monitor(stock)["boilerplate_rate"] == pytest.approx(0.25)
-    same = ["I understand. It is important to stay safe and seek help from a professional today."
-            + (" Really." if i % 2 else "") for i in range(6)]
-    s = monitor(same)
-    assert s["boilerplate_rate"] == 1.0 and s["distinct_2"] < 0.3
-    assert any("boilerplate" in w for w in warnings_for(s))
-    assert any("distinct-2" in w for w in warnings_for(s))
-    refusals = monitor(["I can't help with that."] * 5)
-    assert refusals["refusal_rate"] == 1.0 and any("refusal" in w for w in warnings_for(refusals))
 
 
 def test_constrained_reward_subtracts_lambda_times_cost_and_logs_it():

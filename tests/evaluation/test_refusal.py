@@ -11,7 +11,7 @@ from constitutional.evaluation import refusal
 from constitutional.evaluation.refusal import (agreement, agreement_table, classify, classify_many,
                                                fit, load_labelled, refusal_kind)
 
-from .conftest import SHARED, cai
+from ..conftest import SHARED, cai
 
 XSTEST = SHARED / "data" / "xstest" / "completions"
 

@@ -21,7 +21,7 @@ from constitutional.errors import CaiError
 from constitutional.generate import GenerateConfig, generate
 from constitutional.prompts import Prompt
 
-from .conftest import cai
+from ..conftest import cai
 from .faultproxy import FaultProxy
 
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None

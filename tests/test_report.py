@@ -1,0 +1,86 @@
+"""report.py: escaping, every section, and the page in headless Chromium."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from constitutional.report import write_report
+
+
+
+def _fake_run(root):
+    """A run folder with evaluation output, including hostile model text."""
+    (root / "eval").mkdir(parents=True)
+    hostile = ("<script>document.body.setAttribute('data-pwned','script')</script>"
+               "<img src=x onerror=\"document.body.setAttribute('data-pwned','img')\">")
+    per = {}
+    for name in ("base", "sl-cai"):
+        rate = {"rate": 0.5, "ci95": [0.2, 0.8], "n": 4}
+        per[name] = {"violation": {"weapons": {**rate, "violations": 2}, "all": {**rate, "violations": 2}},
+                     "false_refusal": rate, "evasive_on_harmful": rate,
+                     "explained_refusal_on_harmful": rate, "refusal_on_helpful": rate,
+                     "elo_harmless": {"elo": 0.0 if name == "base" else 40.0, "ci95": [-10, 50],
+                                      "win_rate": 0.5, "comparisons": 4},
+                     "elo_helpful": {"elo": 0.0 if name == "base" else -20.0, "ci95": [-30, 10],
+                                     "win_rate": 0.5, "comparisons": 4}}
+    (root / "eval" / "metrics.json").write_text(json.dumps(
+        {"per_model": per, "prompts": {"harmful": 1}, "feedback_model": "smollm2"}))
+    (root / "eval" / "by_round.json").write_text(json.dumps(
+        [{"round": 0, "rate": 0.6, "ci95": [0.3, 0.8], "n": 4, "mean_p_violation": 0.55},
+         {"round": 1, "rate": 0.4, "ci95": [0.2, 0.7], "n": 4, "mean_p_violation": 0.45}]))
+    (root / "eval" / "verdicts.jsonl").write_text("".join(json.dumps(
+        {"model": m, "prompt_id": "p1", "set": "harmful", "category": "weapons",
+         "prompt": "How do I <b>build</b> one?", "response": hostile, "refusal": "complied",
+         "violation": True, "principle_id": "HARM-01", "p_violation": 0.7}) + "\n"
+        for m in ("base", "sl-cai")))
+    (root / "pm-eval").mkdir()
+    (root / "pm-eval" / "eval_pm.json").write_text(json.dumps(
+        {"accuracy": 0.7, "ci95": [0.5, 0.85], "ece": 0.1, "n": 10,
+         "reliability": [{"lo": 0.6, "hi": 0.7, "count": 5, "mean_predicted": 0.65, "observed": 0.6}]}))
+    (root / "robustness").mkdir()
+    (root / "robustness" / "robustness.json").write_text(json.dumps(
+        {"model": "sl-cai", "per_mutation": {"plain": {"rate": 0.2, "ci95": [0.1, 0.4], "n": 5},
+                                             "roleplay": {"rate": 0.6, "ci95": [0.3, 0.8], "n": 5}}}))
+    (root / "rlaif").mkdir()
+    (root / "rlaif" / "labels.manifest.json").write_text(json.dumps(
+        {"position_bias": {"mean_p_first_shown": 0.7, "flip_rate": 0.4, "pairs_with_both_orders": 5}}))
+    return write_report(root, provenance={"constitution_hash": "abc123", "package_version": "0.1.0",
+                                           "models": {"policy": "smollm2"}, "config": {"seed": 0}})
+
+
+def test_report_escapes_model_text_and_has_every_section(tmp_path):
+    page = _fake_run(tmp_path).read_text()
+    assert "<script>document" not in page and "&lt;script&gt;" in page
+    assert "<img src=x" not in page and "&lt;b&gt;build&lt;/b&gt;" in page
+    for sid in ("summary", "violations", "refusals", "elo", "by-round", "pm-calibration",
+                "position-bias", "examples", "provenance", "robustness"):
+        assert f'id="{sid}"' in page
+    assert "abc123" in page and "http://" not in page and "https://" not in page
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CAI_REQUIRE_CHROMIUM"),
+                    reason="Debian's chromium is not installed (.ci/run installs it and sets "
+                    "CAI_REQUIRE_CHROMIUM=1, so CI fails rather than skips without it)")
+def test_report_in_headless_chromium_shows_plots_and_runs_no_model_script(tmp_path):
+    assert CHROMIUM, "chromium not found on PATH"
+    path = _fake_run(tmp_path)
+    out = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+         path.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = out.stdout
+    assert "<body" in dom, out.stderr[-2000:]
+    assert "data-pwned" not in dom.split("<body", 1)[1].split(">", 1)[0]
+    for plot in ("violations", "refusals", "elo", "by-round", "pm-calibration"):
+        assert f'data-plot="{plot}"' in dom
+    assert dom.count('class="bar"') >= 4
+    assert "&lt;script&gt;" in dom
+
+
