@@ -74,7 +74,16 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
           version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+                                       help="Print the version and exit."),
+          device: Optional[str] = typer.Option(None, "--device", help="Where every model runs: "
+                                               "auto (a CUDA GPU if there is one), cpu, cuda, "
+                                               "cuda:N. Also CAI_DEVICE."),
+          dtype: Optional[str] = typer.Option(None, "--dtype", help="auto (bf16 on a GPU or a CPU "
+                                              "with native bf16, else float32), float32 or "
+                                              "bfloat16. Also CAI_DTYPE.")) -> None:
+    from .devices import configure
+
+    configure(device, dtype)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 

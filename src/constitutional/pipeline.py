@@ -27,6 +27,7 @@ of it run again.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import tomllib
@@ -57,6 +58,10 @@ class Models(_Section):
     policy: str = Field("smollm2", description="The model being trained (it critiques itself).")
     feedback: str = Field("smollm2", description="Labels comparisons and judges harm.")
     batch_size: int = Field(32, ge=1, description="Sequences per batched model call.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where every model runs "
+                                                   "(auto: a CUDA GPU if there is one).")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Number format (auto: bf16 on a GPU or a CPU with native bf16).")
 
 
 class Ray(_Section):
@@ -278,6 +283,11 @@ class Run:
         if bad:
             raise CaiError(f"--only {bad[0]!r}: no such stage (stages: {', '.join(STAGES)})")
 
+        from .devices import configure
+
+        # The config's choice, unless the command line or the environment made one.
+        configure(None if os.environ.get("CAI_DEVICE") else self.config.models.device,
+                  None if os.environ.get("CAI_DTYPE") else self.config.models.dtype)
         self.root.mkdir(parents=True, exist_ok=True)
         lock_folder(self.root)  # one writer per run; a second `cai run` here stops at once
         self.layout.config.write_text(

@@ -32,9 +32,12 @@ class PreferenceModel:
         tokenizer = AutoTokenizer.from_pretrained(path)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        from .devices import resolve
+
+        device, dtype = resolve()
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
         model.config.pad_token_id = tokenizer.pad_token_id
-        return cls(model, tokenizer, **kwargs)
+        return cls(model.to(device), tokenizer, **kwargs)
 
     def _ids(self, prompt: Sequence[dict[str, str]], response: str) -> list[int]:
         messages = [*prompt, {"role": "assistant", "content": response}]
@@ -57,7 +60,9 @@ class PreferenceModel:
             for row, i in enumerate(idx):
                 ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
                 mask[row, : len(seqs[i])] = 1
-            logits = self.model(input_ids=ids, attention_mask=mask).logits.squeeze(-1)
+            dev = self.model.device
+            logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
+            logits = logits.squeeze(-1).float().cpu()
             for row, i in enumerate(idx):
                 out[i] = float(logits[row])
         return out

@@ -117,17 +117,22 @@ class HFBackend:
         self.prefix_cache = True  # reuse the KV cache of a prefix shared by a whole batch
 
     @classmethod
-    def from_spec(cls, spec: str, batch_size: int = 32) -> "HFBackend":
+    def from_spec(cls, spec: str, batch_size: int = 32, device: str | None = None,
+                  dtype: str | None = None) -> "HFBackend":
+        """Load ``spec`` on ``device`` in ``dtype`` (default: ``devices.resolve``'s choice)."""
+        from ..devices import resolve
+
+        device, torch_dtype = resolve(device, dtype)
         path = resolve_model_dir(spec)
         tokenizer = AutoTokenizer.from_pretrained(path)
         if (path / "adapter_config.json").exists():
             from peft import AutoPeftModelForCausalLM
 
-            model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
             model = model.merge_and_unload()
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        return cls(model, tokenizer, spec, batch_size=batch_size)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        return cls(model.to(device), tokenizer, spec, batch_size=batch_size)
 
     # -- prompts ---------------------------------------------------------------------
 
@@ -189,6 +194,7 @@ class HFBackend:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        input_ids, mask = input_ids.to(self.model.device), mask.to(self.model.device)
         if shared:
             # The shared prefix (system prompt, few-shot turns) goes through the model once;
             # every row and sample continues from a copy of its key/value cache.
@@ -196,7 +202,7 @@ class HFBackend:
             cache.batch_repeat_interleave(len(encoded) * sampling.n)
             kwargs["past_key_values"] = cache
         out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
-        new = out[:, width:]
+        new = out[:, width:].cpu()
         eos = {self.tokenizer.eos_token_id, pad}
         results = []
         for row, request in enumerate(requests):
@@ -268,10 +274,12 @@ class HFBackend:
         for row, (_, ctx, _) in enumerate(chunk):
             input_ids[row, width - len(ctx):] = torch.tensor(ctx)
             mask[row, width - len(ctx):] = 1
+        dev = self.model.device
+        input_ids, mask = input_ids.to(dev), mask.to(dev)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                          use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts token 1
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()  # predicts token 1
         cache = out.past_key_values
         next_pos = positions[:, -1:] + 1
         results: list[dict[str, float]] = [{} for _ in chunk]
@@ -286,11 +294,12 @@ class HFBackend:
                 for row, (_, cont) in rows:
                     ids[row, : len(cont) - 1] = torch.tensor(cont[:-1])
                     cmask[row, : len(cont) - 1] = 1
+                ids, cmask = ids.to(dev), cmask.to(dev)
                 step = self.model(input_ids=ids, attention_mask=torch.cat([mask, cmask], dim=1),
-                                  position_ids=next_pos + torch.arange(feed),
+                                  position_ids=next_pos + torch.arange(feed, device=dev),
                                   past_key_values=copy.deepcopy(cache) if k < slots - 1 else cache,
                                   use_cache=True)
-                logprobs = torch.log_softmax(step.logits.float(), dim=-1)
+                logprobs = torch.log_softmax(step.logits.float(), dim=-1).cpu()
             for row, (option, cont) in rows:
                 total = float(first[row, cont[0]])
                 for t in range(1, len(cont)):

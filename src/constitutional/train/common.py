@@ -33,8 +33,14 @@ def common_args(out: Path, **overrides: Any) -> dict[str, Any]:
     """TrainingArguments fields we set the same way for every trainer. Every trainer
     calls this first, so this is where the output folder becomes this process's alone."""
     lock_folder(out)
+    from ..devices import resolve
+
+    device, dtype = resolve()
+    # Mixed precision in bf16 where the device has it (weights stay float32; the forward
+    # and backward passes run in bf16 under autocast); float32 otherwise.
     args = dict(output_dir=str(out / "checkpoints"), logging_steps=1, save_strategy="no",
-                report_to="none", bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(),
+                report_to="none", bf16=dtype == torch.bfloat16, fp16=False,
+                use_cpu=not device.startswith("cuda"),
                 dataloader_num_workers=0, disable_tqdm=False, seed=0,
                 # TRL turns this on by default to save memory; for the small models this
                 # runs on it only costs time (every forward is done twice).
