@@ -57,9 +57,11 @@ def options(model: type[C], skip: tuple[str, ...] = ()) -> Callable[[Callable], 
         hints = typing.get_type_hints(command)  # the command's own, resolved in its module
         own = [p.replace(annotation=hints.get(name, p.annotation))
                for name, p in sig.parameters.items() if name != "config"]
-        taken = {p.name for p in own}
-        fields = {name: f for name, f in model.model_fields.items()
-                  if name not in skip and name not in taken}
+        clash = {p.name for p in own} & set(model.model_fields)
+        if clash:  # the command's own parameter would silently hide the config field
+            raise TypeError(f"{command.__name__}: parameters {sorted(clash)} are also fields of "
+                            f"{model.__name__}")
+        fields = {name: f for name, f in model.model_fields.items() if name not in skip}
         added = []
         for name, field in fields.items():
             kind = _cli_type(field.annotation)
