@@ -84,3 +84,55 @@ def test_converted_directory_loads_as_hf_spec():
     b = load_backend(f"hf:{path}")
     assert b.spec == f"hf:{path}"
     assert not hasattr(b.model.config, "quantization_config")
+
+
+def _with(backend, **flags):
+    """Run with the backend's cache switches set, restoring them afterwards."""
+    class Switch:
+        def __enter__(self):
+            self.old = {k: getattr(backend, k) for k in flags}
+            for k, v in flags.items():
+                setattr(backend, k, v)
+
+        def __exit__(self, *exc):
+            for k, v in self.old.items():
+                setattr(backend, k, v)
+    return Switch()
+
+
+HEADER = ("You are judging two short answers. Read the question, both answers, and say which "
+          "one is more accurate and more useful to the person who asked. Question: ")
+
+
+def test_reserved_cache_gives_the_same_generations(smollm2):
+    """The reserved cache is only a faster place to keep keys and values: greedy and
+    seeded sampled outputs equal transformers' own cache, with and without a shared prefix."""
+    assert smollm2.reserved_cache  # SmolLM2 is full attention throughout
+    greedy = Sampling(max_new_tokens=16, temperature=0)
+    sampled = Sampling(max_new_tokens=16, temperature=0.9, n=2, seed=3)
+    for sampling in (greedy, sampled):
+        for texts in (QUESTIONS, [HEADER + q for q in QUESTIONS]):  # the second shares a prefix
+            reqs = [GenerationRequest(messages=chat(t), sampling=sampling) for t in texts]
+            with _with(smollm2, reserved_cache=False):
+                reference = smollm2.generate(reqs)
+            fast = smollm2.generate(reqs)
+            assert [g.texts for g in fast] == [g.texts for g in reference]
+            assert [g.tokens for g in fast] == [g.tokens for g in reference]
+
+
+def test_scoring_with_a_shared_prefix_matches_each_request_alone(smollm2):
+    """A batch whose contexts share a long prefix computes it once and rewinds the reserved
+    cache between options; every score equals that request scored on its own."""
+    reqs = [ChoiceRequest(messages=chat(HEADER + q), prefix="The better answer is",
+                          options=(" (A)", " (B) the second one")) for q in QUESTIONS]
+    ids = [smollm2.tokenizer(smollm2.render(r.messages, r.prefix), add_special_tokens=False)
+           ["input_ids"] for r in reqs]
+    assert smollm2._shared_prefix(ids) >= 32
+    batched = smollm2.score(reqs)
+    with _with(smollm2, reserved_cache=False, prefix_cache=False):
+        plain = smollm2.score(reqs)
+    for r, b, p in zip(reqs, batched, plain):
+        alone = smollm2.score([r])[0]
+        for option in r.options:
+            assert math.isclose(b[option], alone[option], abs_tol=1e-3)
+            assert math.isclose(b[option], p[option], abs_tol=1e-3)

@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from ..errors import CaiError
 from ..hashing import content_hash
+from .kvcache import ReservedCache
 from .base import ChoiceRequest, Generation, GenerationRequest, Message, truncate_at_stop
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class HFBackend:
             tokenizer.pad_token = tokenizer.eos_token
         self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
         self.prefix_cache = True  # reuse the KV cache of a prefix shared by a whole batch
+        # Decode into a cache reserved once per batch, not one grown by concatenation.
+        self.reserved_cache = ReservedCache.supported(model.config)
 
     @classmethod
     def from_spec(cls, spec: str, batch_size: int = 32, device: str | None = None,
@@ -195,11 +198,9 @@ class HFBackend:
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
         input_ids, mask = input_ids.to(self.model.device), mask.to(self.model.device)
-        if shared:
-            # The shared prefix (system prompt, few-shot turns) goes through the model once;
-            # every row and sample continues from a copy of its key/value cache.
-            cache = self.model(input_ids=input_ids[:1, :shared], use_cache=True).past_key_values
-            cache.batch_repeat_interleave(len(encoded) * sampling.n)
+        cache = self._start_cache(input_ids, shared, len(encoded) * sampling.n,
+                                  width + sampling.max_new_tokens)
+        if cache is not None:
             kwargs["past_key_values"] = cache
         out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         new = out[:, width:].cpu()
@@ -222,6 +223,21 @@ class HFBackend:
                                       prompt_tokens=len(encoded[row][0]),
                                       warnings=[warning] if warning else []))
         return results
+
+    def _start_cache(self, input_ids, shared: int, rows: int, capacity: int):
+        """The cache a batch starts from: the shared prefix (system prompt, few-shot turns,
+        a judge's template) through the model once, every row continuing from a copy of it;
+        reserved for ``capacity`` positions where the model allows. None: the model's own."""
+        prefix = None
+        if shared:
+            prefix = self.model(input_ids=input_ids[:1, :shared], use_cache=True).past_key_values
+        if self.reserved_cache:
+            if prefix is None:
+                return ReservedCache.for_model(self.model, capacity)
+            return ReservedCache.from_prefix(prefix, rows, capacity)
+        if prefix is not None:
+            prefix.batch_repeat_interleave(rows)
+        return prefix
 
     @staticmethod
     def _shared_prefix(rows: list[list[int]], minimum: int = PREFIX_CACHE_MIN) -> int:
@@ -263,21 +279,30 @@ class HFBackend:
 
     @torch.inference_mode()
     def _score_batch(self, chunk) -> list[dict[str, float]]:
-        """Left-padded contexts in one pass with the cache kept; then, per option slot, the
-        option tokens (right-padded) continue from a copy of that cache."""
+        """Left-padded contexts in one pass with the cache kept (a prefix every context
+        shares computed once); then, per option slot, the option tokens (right-padded)
+        continue from that cache, rewound to the context's end before the next slot."""
         import copy
 
         pad = self.tokenizer.pad_token_id
-        width = max(len(ctx) for _, ctx, _ in chunk)
+        contexts = [ctx for _, ctx, _ in chunk]
+        shared = self._shared_prefix(contexts) if self.prefix_cache else 0
+        width = max(map(len, contexts))
         input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         mask = torch.zeros_like(input_ids)
-        for row, (_, ctx, _) in enumerate(chunk):
-            input_ids[row, width - len(ctx):] = torch.tensor(ctx)
-            mask[row, width - len(ctx):] = 1
+        for row, ctx in enumerate(contexts):
+            # As in generation: a shared prefix in front, then padding, then the row's own.
+            input_ids[row, :shared] = torch.tensor(ctx[:shared])
+            mask[row, :shared] = 1
+            input_ids[row, width - len(ctx) + shared:] = torch.tensor(ctx[shared:])
+            mask[row, width - len(ctx) + shared:] = 1
         dev = self.model.device
         input_ids, mask = input_ids.to(dev), mask.to(dev)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+        longest = max(len(cont) for _, _, opts in chunk for _, cont in opts)
+        cache = self._start_cache(input_ids, shared, len(chunk), width + longest)
+        out = self.model(input_ids=input_ids[:, shared:], attention_mask=mask,
+                         position_ids=positions[:, shared:], past_key_values=cache,
                          use_cache=True, logits_to_keep=1)
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()  # predicts token 1
         cache = out.past_key_values
@@ -295,10 +320,14 @@ class HFBackend:
                     ids[row, : len(cont) - 1] = torch.tensor(cont[:-1])
                     cmask[row, : len(cont) - 1] = 1
                 ids, cmask = ids.to(dev), cmask.to(dev)
+                if isinstance(cache, ReservedCache):
+                    cache.truncate(width)  # rewind to the context's end: no copy
+                    past = cache
+                else:
+                    past = copy.deepcopy(cache) if k < slots - 1 else cache
                 step = self.model(input_ids=ids, attention_mask=torch.cat([mask, cmask], dim=1),
                                   position_ids=next_pos + torch.arange(feed, device=dev),
-                                  past_key_values=copy.deepcopy(cache) if k < slots - 1 else cache,
-                                  use_cache=True)
+                                  past_key_values=past, use_cache=True)
                 logprobs = torch.log_softmax(step.logits.float(), dim=-1).cpu()
             for row, (option, cont) in rows:
                 total = float(first[row, cont[0]])
