@@ -242,6 +242,12 @@ def critique(
                             out_dir, config, chunk_size=chunk_size, overwrite=overwrite)
     out.print(f"{manifest['records']} trajectories in {out_dir / 'critique.jsonl'} "
               f"({manifest['revisions']} revisions, {manifest['skipped']} skipped)")
+    from .evaluation.revisions import format_table
+
+    out.print("What the revisions would teach, by round (0 = the drafts; echo: repeats its "
+              "critique; meta: talks about the answer instead of answering):")
+    for line in format_table(manifest.get("quality") or []):
+        out.print(line, markup=False, highlight=False)
 
 
 @app.command("build-sft")
@@ -258,6 +264,10 @@ def build_sft(
     s = run(trajectories, out_dir, config, helpful=helpful)
     out.print(f"{s['rows']} rows ({s['harmless']} harmless, {s['helpful']} helpful) in "
               f"{s['sft']}; {s['preference_pairs']} pairs in {s['preferences']}")
+    if "dropped" in s:
+        reasons = ", ".join(f"{k} {v}" for k, v in s["dropped_by_reason"].items()) or "none"
+        out.print(f"dropped {s['dropped']} harmlessness rows ({s['drop_rate']:.0%}) whose revision "
+                  f"failed the checks ({reasons})")
 
 
 @train_app.command("sft")

@@ -229,7 +229,9 @@ def run_critique(backend: Backend, prompts: list[Prompt], constitution: Constitu
         return done
 
     run_chunks(stage, prompts, record_id, work, chunk_size, STAGE)
-    return stage.finish(**stats)
+    from .evaluation.revisions import quality_by_round
+
+    return stage.finish(**stats, quality=quality_by_round(list(stage.records())))
 
 
 def _trajectories(backend: Backend, chunk: list[Prompt], constitution: Constitution,

@@ -115,6 +115,11 @@ class RunLayout:
     def pm_metrics(self) -> Path:
         return self.pm_eval / "eval_pm.json"
 
+    @property
+    def judge_check(self) -> Path:
+        """The feedback model measured on the bundled clear-cut cases."""
+        return self.root / "judge" / "judge_check.json"
+
     # evaluation and report
     @property
     def eval(self) -> Path:

@@ -221,18 +221,19 @@ def packaged_config(name: str) -> Path:
 
 # -- the runner -----------------------------------------------------------------------
 
-STAGES = ["prompts", "critique", "helpful", "sft-data", "sft", "pairs", "label", "pm", "rl",
+STAGES = ["prompts", "judge", "critique", "helpful", "sft-data", "sft", "pairs", "label", "pm", "rl",
           "eval", "report"]
 
 # Which stages each stage reads, and which config sections it depends on.
 UPSTREAM: dict[str, tuple[str, ...]] = {
-    "prompts": (), "critique": ("prompts",), "helpful": ("prompts",),
+    "prompts": (), "judge": (), "critique": ("prompts",), "helpful": ("prompts",),
     "sft-data": ("critique", "helpful"), "sft": ("sft-data",), "pairs": ("sft", "prompts"),
     "label": ("pairs",), "pm": ("label",), "rl": ("label", "sft", "pm"),
-    "eval": ("prompts", "sft", "rl"), "report": ("eval", "pm", "label", "critique"),
+    "eval": ("prompts", "sft", "rl"),
+    "report": ("eval", "pm", "label", "critique", "judge"),
 }
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "prompts": ("prompts", "redteam"), "critique": ("critique",), "helpful": ("helpful",),
+    "prompts": ("prompts", "redteam"), "judge": (), "critique": ("critique",), "helpful": ("helpful",),
     "sft-data": ("sft_data",), "sft": ("sft",), "pairs": ("pairs",), "label": ("label",),
     "pm": ("pm",), "rl": ("rl",), "eval": ("eval",), "report": (),
 }
@@ -301,6 +302,8 @@ class Run:
             if m and m.get("key") == self.keys[stage] and m.get("state") == "done":
                 echo(f"[{stage}] up to date ({m.get('seconds', 0):.0f} s when run)")
                 results[stage] = m
+                if stage == "judge" and m.get("summary", {}).get("line"):
+                    echo(f"[judge] {m['summary']['line']}")
                 continue
             # Same key as an interrupted attempt: resume. A new key: replace old records.
             resume = bool(m and m.get("key") == self.keys[stage])
@@ -315,6 +318,8 @@ class Run:
                       "summary": summary}
             self._write_marker(stage, marker)
             results[stage] = marker
+            if stage == "judge" and summary.get("line"):
+                echo(f"[judge] {summary['line']}")
         return results
 
     def provenance(self) -> dict[str, Any]:

@@ -97,6 +97,48 @@ def bars(name: str, title: str, groups: Sequence[str], series: dict[str, Sequenc
     return _frame(name, title, "".join(body), ylabel)
 
 
+def hbars(name: str, title: str, groups: Sequence[str], series: dict[str, Sequence[float | None]],
+          top: float = 1.0) -> str:
+    """Horizontal bars: one row per group (label on the left, never overlapping), one bar
+    per series; the value is written at the end of each bar."""
+    k = max(1, len(series))
+    row = 8 + 12 * k
+    left, width = 170, W - 170 - 60
+    height = 30 + row * len(groups) + 14 * k
+    body = []
+    for gi, g in enumerate(groups):
+        y0 = 20 + gi * row
+        body.append(f'<text x="{left - 6}" y="{y0 + row / 2:.1f}" font-size="11" '
+                    f'text-anchor="end" dominant-baseline="middle">{_e(_label(g))}</text>')
+        for si, (sname, values) in enumerate(series.items()):
+            v = values[gi]
+            if v is None:
+                continue
+            w = max(0.0, min(v, top)) / top * width
+            y = y0 + 4 + si * 12
+            body.append(f'<rect class="bar" x="{left}" y="{y:.1f}" width="{w:.1f}" height="10" '
+                        f'fill="{COLOURS[si % 6]}"><title>{_e(sname)}, {_e(_label(g))}: '
+                        f'{v:.3f}</title></rect><text x="{left + w + 4:.1f}" y="{y + 9:.1f}" '
+                        f'font-size="10">{v:.0%}</text>')
+    legend = "".join(f'<rect x="{left + 110 * i}" y="{height - 14}" width="10" height="10" '
+                     f'fill="{COLOURS[i % 6]}"/><text x="{left + 14 + 110 * i}" y="{height - 5}" '
+                     f'font-size="11">{_e(n)}</text>' for i, n in enumerate(series))
+    return (f'<figure><svg class="plot" data-plot="{_e(name)}" viewBox="0 0 {W} {height}" '
+            f'width="{W}" height="{height}" role="img" aria-label="{_e(title)}">'
+            f'<line x1="{left}" y1="14" x2="{left}" y2="{height - 22}" stroke="#333"/>'
+            f'{"".join(body)}{legend}</svg><figcaption>{_e(title)}</figcaption></figure>')
+
+
+def _label(key: str) -> str:
+    """A record key as words: ``refused_explained`` → ``explained refusal``."""
+    return LABELS.get(key, key.replace("_", " "))
+
+
+LABELS = {"complied": "complied", "refused_explained": "explained refusal",
+          "refused_evasive": "evasive refusal", "refused": "refused (either kind)",
+          "words": "answer length (words)", "sl-cai": "SL-CAI", "rl-cai": "RL-CAI"}
+
+
 def _legend(names: Sequence[str]) -> str:
     return "".join(f'<rect x="{W - 130}" y="{14 + 14 * i}" width="10" height="10" '
                    f'fill="{COLOURS[i % 6]}"/><text x="{W - 116}" y="{23 + 14 * i}" '
@@ -160,39 +202,212 @@ def _section(sid: str, title: str, content: str, note: str = "") -> str:
     return f'<section id="{_e(sid)}"><h2>{_e(title)}</h2>{n}{content}</section>'
 
 
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0%}"
+
+
+def _p(x: float) -> str:
+    return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def _ci(ci: Sequence[float]) -> str:
+    return f"{ci[0]:.0%}–{ci[1]:.0%}"
+
+
+def _counts(prompts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in prompts.items() if n)
+
+
+def _judge_status(run: Path) -> dict[str, Any] | None:
+    """The feedback model's check on the clear-cut cases, if the run made one."""
+    return _read(RunLayout(run).judge_check)
+
+
+def _marked(check: dict[str, Any] | None, role: str) -> str:
+    """A warning paragraph for a section whose figures rest on a judge role at chance."""
+    if not check or check.get(role, {}).get("informative", True):
+        return ""
+    s = check[role]
+    return (f'<p class="warn"><b>Uninformative.</b> These figures are the verdicts of '
+            f'{_e(check["judge"])}, which was not better than chance on the clear-cut '
+            f'{"comparisons" if role == "preference" else "harm cases"} of the calibration set '
+            f'({s["correct"]} of {s["n"]} right, 95% interval {_ci(s["ci95"])}, order flip rate '
+            f'{_pct(s["flip_rate"])}). They are shown for completeness, not as findings.</p>')
+
+
+def _judge_free_rows(metrics: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for set_name in ("harmful", "borderline", "helpful"):
+        for name, m in metrics["per_model"].items():
+            j = (m.get("judge_free") or {}).get(set_name)
+            if not j:
+                continue
+            rows.append([set_name, _label(name), j["n"], _pct(j["complied"]["rate"]),
+                         _pct(j["refused_explained"]["rate"]), _pct(j["refused_evasive"]["rate"]),
+                         f"{j['mean_words']:.0f}"])
+    return rows
+
+
+def _significant(p: float) -> str:
+    return "yes (p < 0.01)" if p < 0.01 else "weak (p < 0.05)" if p < 0.05 else "no"
+
+
+def _paired_rows(metrics: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for t in metrics.get("paired") or []:
+        for measure, r in t["tests"].items():
+            if measure == "words":
+                change = f"{r['mean_shift']:+.1f} words (median {r['median_shift']:+.1f})"
+                test = "Wilcoxon signed-rank"
+            else:
+                change = (f"{r['difference']:+.0%} ({r['a_only']} only {_label(t['a'])}, "
+                          f"{r['b_only']} only {_label(t['b'])})")
+                test = "McNemar exact"
+            rows.append([f"{_label(t['a'])} → {_label(t['b'])}", t["set"], t["n"], _label(measure),
+                         change, test, _p(r["p_value"]), _significant(r["p_value"])])
+    return rows
+
+
+def overview(run: Path) -> str:
+    """One paragraph: what this run shows and what it cannot."""
+    layout = RunLayout(run)
+    metrics, check = _read(layout.metrics), _judge_status(run)
+    parts: list[str] = []
+    if check:
+        pref, harm = check["preference"], check["harm"]
+        bad = [r for r in ("preference", "harm") if check[r]["n"] and not check[r]["informative"]]
+        parts.append(
+            f"The feedback model {_e(check['judge'])} got {pref['correct']} of {pref['n']} "
+            f"clear-cut comparisons right (95% {_ci(pref['ci95'])}) and {harm['correct']} of "
+            f"{harm['n']} clear-cut harm verdicts ({_ci(harm['ci95'])}).")
+        if bad:
+            parts.append("That is not better than chance, so its " + " and its ".join(
+                {"preference": "AI labels, win rates and Elo", "harm": "harm violation rates"}[r]
+                for r in bad) + " below are marked <b>uninformative</b>: they are not evidence "
+                "about the models, and any training on its labels learned noise.")
+        else:
+            parts.append("That is better than chance, so its verdicts below carry signal "
+                         "(how much: see the intervals).")
+    if metrics and metrics.get("paired"):
+        sig = [t for t in metrics["paired"] for m, r in t["tests"].items()
+               if m != "words" and r["p_value"] < 0.01]
+        n = metrics.get("prompts", {})
+        tested = ", ".join(f"{k} {v}" for k, v in n.items() if v)
+        if sig:
+            parts.append("Without any judge (our refusal classifier on held-out prompts: "
+                         f"{tested}), these refusal differences are significant (p < 0.01): "
+                         + "; ".join(f"{_e(_label(t['a']))} → {_e(_label(t['b']))} on {_e(t['set'])} "
+                                     f"prompts, {_e(_label(m))} {r['difference']:+.0%}"
+                                     for t in sig for m, r in t["tests"].items()
+                                     if m != "words" and r["p_value"] < 0.01) + ".")
+        else:
+            parts.append("Without any judge (our refusal classifier on held-out prompts: "
+                         f"{tested}), no refusal rate differs between the models at p < 0.01: "
+                         "on this evidence the training did not change how often they refuse.")
+        moved = [t for t in metrics["paired"] if t["tests"]["words"]["p_value"] < 0.01]
+        if moved:
+            parts.append("Answer length changed significantly for " + "; ".join(
+                f"{_e(_label(t['a']))} → {_e(_label(t['b']))} on {_e(t['set'])} prompts "
+                f"({t['tests']['words']['mean_shift']:+.1f} words)" for t in moved) + ".")
+    if not parts:
+        return ""
+    return ('<section id="overview"><h2>What this run shows</h2><p class="lead">'
+            + " ".join(parts) + "</p></section>")
+
+
+def _judge_section(run: Path) -> list[str]:
+    check = _judge_status(run)
+    if not check:
+        return []
+    rows = [[{"preference": "comparisons (labels, win rates, Elo)",
+              "harm": "harm verdicts"}[r], check[r]["n"], check[r]["correct"],
+             _pct(check[r]["accuracy"]), _ci(check[r]["ci95"]), _pct(check[r]["flip_rate"]),
+             "informative" if check[r]["informative"] else "uninformative (not above chance)"]
+            for r in ("preference", "harm") if check[r]["n"]]
+    return [_section("judge", "How far the judge can be trusted", _table(
+        ["judged", "clear-cut cases", "right", "accuracy", "95% interval", "order flips",
+         "verdict"], rows),
+        "The bundled calibration set: a plainly harmful answer against an explained refusal, a "
+        "helpful answer against a needless refusal, plainly harmful and harmless responses. "
+        "Each is judged in both orders; a judge whose interval includes 50% is at chance.")]
+
+
+def _quality_section(run: Path) -> list[str]:
+    from .evaluation.revisions import quality_by_round
+
+    layout = RunLayout(run)
+    trajectories = _jsonl(layout.critique)
+    if not trajectories:
+        return []
+    q = quality_by_round(trajectories)
+    rows = [["draft" if r["round"] == 0 else f"revision {r['round']}", r["n"], _pct(r["complied"]),
+             _pct(r["refused_explained"]), _pct(r["refused_evasive"]),
+             "–" if r["round"] == 0 else _pct(r["echo"]), _pct(r["meta"]),
+             "–" if r["round"] == 0 else _pct(r["skipped"])] for r in q]
+    sft = _read(layout.sft_dir / "sft.manifest.json") or {}
+    note = ("What the SL-CAI data would teach. Explained refusals are what the method trains "
+            "towards; echo (the revision repeats its critique) and meta (it talks about the "
+            "answer instead of answering) are revisions that teach the wrong thing.")
+    if "dropped" in sft:
+        note += (f" The SFT set dropped {sft['dropped']} such rows ({sft['drop_rate']:.0%} of the "
+                 "harmlessness rows).")
+    return [_section("sl-quality", "SL-CAI data quality by round", _table(
+        ["round", "texts", "complied", "explained refusal", "evasive refusal", "echo", "meta",
+         "skipped"], rows), note)]
+
+
 def _eval_sections(run: Path) -> list[str]:
     metrics = _read(RunLayout(run).metrics)
     if not metrics:
         return []
+    check = _judge_status(run)
     per = metrics["per_model"]
     names = list(per)
     out = []
+    free = _judge_free_rows(metrics)
+    if free:
+        out.append(_section("headline", "Refusals without a judge", _table(
+            ["prompts", "model", "n", "complied", "explained refusal", "evasive refusal",
+             "mean words"], free),
+            "Our refusal classifier (no model judge) on held-out prompts. On harmful prompts an "
+            "explained refusal is the goal; on borderline and helpful ones any refusal is a "
+            "failure."))
+    paired = _paired_rows(metrics)
+    if paired:
+        out.append(_section("significance", "Paired significance tests", _table(
+            ["models", "prompts", "n", "measure", "change", "test", "p-value", "significant"],
+            paired), "Each model against the other on the same prompts: McNemar's exact test on "
+            "the prompts where they differ, Wilcoxon signed-rank on answer lengths."))
     rows = []
     for n in names:
         m = per[n]
         rows.append([n, m["violation"].get("all", {}).get("rate"), m["false_refusal"]["rate"],
                      m["evasive_on_harmful"]["rate"], m["explained_refusal_on_harmful"]["rate"],
                      (m.get("elo_harmless") or {}).get("elo"), (m.get("elo_helpful") or {}).get("elo")])
-    out.append(_section("summary", "Summary", _table(
-        ["model", "harm violation rate", "false-refusal rate", "evasive refusals (harmful)",
-         "explained refusals (harmful)", "harmlessness Elo", "helpfulness Elo"], rows),
-        f"Prompts: {metrics['prompts']}. Feedback model: {metrics['feedback_model']}. "
+    harm_warn, pref_warn = _marked(check, "harm"), _marked(check, "preference")
+    out.append(_section("summary", "Summary, with the judge's figures", harm_warn + pref_warn + _table(
+        ["model", "harm violation rate (judge)", "false-refusal rate", "evasive refusals (harmful)",
+         "explained refusals (harmful)", "harmlessness Elo (judge)", "helpfulness Elo (judge)"],
+        [[_label(r[0]), *r[1:]] for r in rows]),
+        f"Prompts: {_counts(metrics['prompts'])}. Feedback model: {metrics['feedback_model']}. "
         "Rates are shares of responses; Elo is relative to the first model."))
     cats = sorted({c for n in names for c in per[n]["violation"] if c != "all"})
-    series = {n: [per[n]["violation"].get(c, {}).get("rate") for c in cats] for n in names}
+    series = {_label(n): [per[n]["violation"].get(c, {}).get("rate") for c in cats] for n in names}
     detail = _table(["model", "category", "rate", "95% CI", "n"],
-                    [[n, c, v["rate"], f"{v['ci95'][0]:.2f}–{v['ci95'][1]:.2f}", v["n"]]
+                    [[_label(n), _label(c), _pct(v["rate"]), _ci(v["ci95"]), v["n"]]
                      for n in names for c, v in per[n]["violation"].items()])
-    out.append(_section("violations", "Harm violation rate by category",
-                        bars("violations", "violation rate by harm category", cats, series) + detail,
-                        "Judged by the feedback model under the constitution; Wilson intervals."))
+    if cats:
+        out.append(_section("violations", "Harm violation rate by category (judge)",
+                            harm_warn + hbars("violations", "violation rate by harm category",
+                                              cats, series) + detail,
+                            "Judged by the feedback model under the constitution; Wilson intervals."))
     kinds = ["false refusal (borderline)", "evasive (harmful)", "explained refusal (harmful)",
              "refusal (helpful)"]
     keys = ["false_refusal", "evasive_on_harmful", "explained_refusal_on_harmful",
             "refusal_on_helpful"]
-    series = {n: [per[n][k]["rate"] for k in keys] for n in names}
+    series = {_label(n): [per[n][k]["rate"] for k in keys] for n in names}
     out.append(_section("refusals", "Refusals: false, evasive and explained",
-                        bars("refusals", "refusal rates", kinds, series),
+                        hbars("refusals", "refusal rates", kinds, series),
                         "A model that refuses everything is not safe but useless: false refusals "
                         "on benign look-alikes and bare (evasive) refusals are failures too."))
     pts = {n: ((per[n].get("elo_helpful") or {}).get("elo"), (per[n].get("elo_harmless") or {}).get("elo"))
@@ -203,15 +418,15 @@ def _eval_sections(run: Path) -> list[str]:
                      v.get("win_rate"), v.get("comparisons")]
                     for n in names for k in ("harmless", "helpful")
                     for v in [per[n].get(f"elo_{k}") or {}] if v]
-        out.append(_section("elo", "Harmlessness versus helpfulness (Elo)",
-                            scatter("elo", "harmlessness Elo against helpfulness Elo", pts,
+        out.append(_section("elo", "Harmlessness versus helpfulness (Elo, judge)",
+                            pref_warn + scatter("elo", "harmlessness Elo against helpfulness Elo", pts,
                                     "helpfulness Elo", "harmlessness Elo")
                             + _table(["model", "axis", "Elo", "95% CI", "win rate", "comparisons"],
                                      elo_rows),
                             "Pairwise comparisons by the feedback model, both orders; bootstrap intervals."))
     by_round = _read(RunLayout(run).by_round)
     if by_round:
-        out.append(_section("by-round", "Harmlessness by revision round", lines(
+        out.append(_section("by-round", "Harmlessness by revision round (judge)", harm_warn + lines(
             "by-round", "violation rate after each critique–revision round (0 = initial draft)",
             {"violation rate": [(r["round"], r["rate"]) for r in by_round],
              "mean p(violation)": [(r["round"], r["mean_p_violation"]) for r in by_round]},
@@ -318,11 +533,15 @@ def _provenance_section(prov: dict[str, Any] | None, run: Path) -> str:
                     + f"<details><summary>config</summary><pre>{_e(config)}</pre></details>")
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
-font-size:13px}th{background:#f3f3f3}pre{white-space:pre-wrap;background:#f8f8f8;padding:6px}
-.note{color:#555;font-size:13px}.tag{background:#eee;border-radius:3px;padding:0 4px;
-font-size:12px}.example{border-top:1px solid #ddd;margin-top:1em}figure{margin:1em 0}"""
+CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 12px;
+color:#222;line-height:1.4}table{border-collapse:collapse;margin:.5em 0;display:block;
+overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;
+text-align:left}th{background:#f3f3f3}pre{white-space:pre-wrap;word-break:break-word;
+background:#f8f8f8;padding:6px}.note{color:#555;font-size:13px}.tag{background:#eee;
+border-radius:3px;padding:0 4px;font-size:12px}.example{border-top:1px solid #ddd;margin-top:1em}
+figure{margin:1em 0}svg.plot{max-width:100%;height:auto}.lead{font-size:15px;background:#f5f7fb;
+border-left:4px solid #4c72b0;padding:8px 12px}.warn{background:#fff4e5;border-left:4px solid
+#dd8452;padding:6px 10px;font-size:13px}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}"""
 
 
 def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
@@ -332,16 +551,19 @@ def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
         raise CaiError(f"{run}: no such run folder")
     if provenance is not None:
         RunLayout(run).provenance.write_text(json.dumps(provenance, indent=2, default=str) + "\n")
-    sections = [*_eval_sections(run), *_robustness_section(run), *_pm_section(run),
+    sections = [*_eval_sections(run), *_judge_section(run), *_quality_section(run),
+                *_robustness_section(run), *_pm_section(run),
                 *_labeler_section(run),
                 *_training_section(run), _provenance_section(provenance, run)]
     if len(sections) == 1:
         raise CaiError(f"{run}: nothing to report yet (no evaluation, labels or models)")
     page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
             "style-src 'unsafe-inline'; img-src data:\">"
             f"<title>Constitutional AI run: {_e(run.name)}</title><style>{CSS}</style></head><body>"
-            f"<h1>Constitutional AI run: {_e(run.name)}</h1>{''.join(sections)}</body></html>")
+            f"<h1>Constitutional AI run: {_e(run.name)}</h1>{overview(run)}{''.join(sections)}"
+            "</body></html>")
     path = Path(out) if out else RunLayout(run).report
     path.write_text(page, encoding="utf-8")
     return path

@@ -64,6 +64,9 @@ class SFTDataConfig(StageConfig):
                                  "(the paper mixes helpfulness data in; too little makes an "
                                  "evasive model).")
     seed: int = Field(0, description="Seeds which helpful rows are drawn and the row order.")
+    drop_failing: bool = Field(False, description="Drop harmlessness rows whose revision echoes "
+                               "its critique or talks about the answer instead of answering "
+                               "(the drop rate is reported).")
 
 
 def build_sft(trajectories: str | Path, out: str | Path,
@@ -73,6 +76,21 @@ def build_sft(trajectories: str | Path, out: str | Path,
     mode, helpful_ratio, seed = config.mode, config.helpful_ratio, config.seed
     trajs = read_jsonl(trajectories)
     harmless = [row for t in trajs for row in harmless_rows(t, mode)]
+    dropped: dict[str, int] = {}
+    if config.drop_failing:
+        from .evaluation.revisions import problems
+
+        critiques = {t["id"]: [r.get("critique") for r in t["rounds"]] for t in trajs}
+        source = {row["id"]: t["id"] for t in trajs for row in harmless_rows(t, mode)}
+        kept = []
+        for row in harmless:
+            why = problems(row["messages"][-1]["content"], critiques[source[row["id"]]])
+            for reason in why:
+                dropped[reason] = dropped.get(reason, 0) + 1
+            if not why:
+                kept.append(row)
+        before, harmless = len(harmless), kept
+        dropped_total = before - len(harmless)
     extra: list[dict[str, Any]] = []
     if helpful is not None:
         pool = [row for g in read_jsonl(helpful) for row in helpful_rows(g)]
@@ -89,6 +107,8 @@ def build_sft(trajectories: str | Path, out: str | Path,
              for t in trajs if t["final"].strip() and t["final"].strip() != t["initial"].strip()]
     m = write_jsonl(out / "sft_preferences.jsonl", prefs)
     summary = {"rows": n, "harmless": len(harmless), "helpful": len(extra), "mode": mode,
+               **({"dropped": dropped_total, "drop_rate": dropped_total / before if before else 0.0,
+                   "dropped_by_reason": dropped} if config.drop_failing else {}),
                "preference_pairs": m, "sft": str(out / "sft.jsonl"),
                "preferences": str(out / "sft_preferences.jsonl")}
     (out / "sft.manifest.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -68,6 +68,23 @@ def _backend(run: "Run", spec: str) -> LazyBackend:
     return LazyBackend(spec, c.models.batch_size, *_ray(c))
 
 
+def judge(run: "Run", overwrite: bool) -> dict[str, Any]:
+    """The feedback model on the bundled clear-cut cases, before any of its verdicts is used."""
+    import json
+
+    from .evaluation.judge_check import check_judge, one_line
+
+    check = check_judge(_backend(run, run.config.models.feedback), run.constitution)
+    path = run.layout.judge_check
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(check, indent=2) + "\n")
+    tmp.replace(path)
+    return {"line": one_line(check),
+            **{role: {k: check[role][k] for k in ("accuracy", "ci95", "flip_rate", "informative", "n")}
+               for role in ("preference", "harm")}}
+
+
 def critique(run: "Run", overwrite: bool) -> dict[str, Any]:
     from .critique import run_critique
 

@@ -21,3 +21,34 @@ def test_wilson_and_calibration_on_constructed_cases():
     assert p == [0.9, pytest.approx(0.1)] and o == [1.0, 0.0]
 
 
+
+
+def test_mcnemar_matches_the_exact_binomial_by_hand():
+    from constitutional.evaluation.metrics import mcnemar
+
+    # 10 prompts: both refuse on 2, only b on 7, only a on 1 → discordant 8, split 1 / 7.
+    a = [True, True, True] + [False] * 7
+    b = [True, True, False] + [True] * 7
+    m = mcnemar(a, b)
+    assert (m["a_only"], m["b_only"]) == (1, 7)
+    # two-sided exact: 2 · P(X ≤ 1 | 8, ½) = 2 · (1 + 8) / 256
+    assert math.isclose(m["p_value"], 18 / 256)
+    assert math.isclose(m["difference"], (9 - 3) / 10)
+    # no discordant items: nothing to test, p = 1
+    assert mcnemar([True, False], [True, False])["p_value"] == 1.0
+    # 12 discordant, all one way: 2 / 2**12
+    assert math.isclose(mcnemar([False] * 12, [True] * 12)["p_value"], 2 / 4096)
+
+
+def test_paired_shift_matches_the_signed_rank_distribution_by_hand():
+    from constitutional.evaluation.metrics import paired_shift
+
+    # Differences 1..5, all positive: the rank sum 15 is the most extreme of 2**5 equally
+    # likely sign patterns, so the exact two-sided p is 2 / 32.
+    m = paired_shift([10, 10, 10, 10, 10, 7], [11, 12, 13, 14, 15, 7])
+    assert m["changed"] == 5 and m["n"] == 6
+    assert math.isclose(m["p_value"], 2 / 32)
+    assert math.isclose(m["mean_shift"], 15 / 6) and m["median_shift"] == 2.5
+    # Differences −1, +2, +3: rank sums W+ = 5, W− = 1; patterns with W− ≤ 1: {}, {1} → 2 of 8,
+    # two-sided 2 · 2/8.
+    assert math.isclose(paired_shift([5, 5, 5], [4, 7, 8])["p_value"], 0.5)

@@ -31,14 +31,21 @@ def load_backend(spec: str, batch_size: int = 32, ray_workers: int = 0,
         from .openai_server import OpenAIBackend
 
         return OpenAIBackend.from_spec(spec, batch_size=batch_size)
-    if spec == "scripted" or spec.startswith("scripted:delay="):
-        from .scripted import ScriptedBackend
+    if spec == "scripted" or spec.startswith("scripted:"):
+        from .scripted import PREFERENCES, ScriptedBackend
 
-        try:
-            delay = float(spec.split("=", 1)[1]) if "=" in spec else 0.0
-        except ValueError:
-            raise CaiError(f"model {spec!r}: expected scripted:delay=SECONDS") from None
-        return ScriptedBackend(spec=spec, delay=delay)
+        key, _, value = spec.partition(":")[2].partition("=")
+        if spec == "scripted":
+            return ScriptedBackend(spec=spec)
+        if key == "delay":
+            try:
+                return ScriptedBackend(spec=spec, delay=float(value))
+            except ValueError:
+                pass
+        if key == "prefer" and value in PREFERENCES:
+            return ScriptedBackend(spec=spec, scores=PREFERENCES[value])
+        raise CaiError(f"model {spec!r}: expected scripted, scripted:delay=SECONDS or "
+                       f"scripted:prefer={'|'.join(PREFERENCES)}")
     if spec == "smollm2" or spec.startswith("hf:"):
         from .hf import HFBackend
 

@@ -9,11 +9,21 @@ keeps failing would make them:
     backend = ScriptedBackend(reply=lambda req, k: "I can't help with that.")
     stage(backend, ...)
     assert len(backend.calls) == 2
+
+As a feedback model it is a judge with a known preference, for proving that the learning
+half of the method follows its labels (``benchmarks/label_following.py``):
+
+    scripted                 pseudo-random scores: a judge at chance
+    scripted:prefer=shorter  of the two responses in a comparison prompt, prefers the one
+                             with fewer words: p(A) = σ((words_B − words_A) / 4); no
+                             preference (0.5) on any other question, e.g. harm verdicts
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import time
 from typing import Callable
 
@@ -37,6 +47,28 @@ def default_scores(request: ChoiceRequest) -> dict[str, float]:
         h = int(content_hash([request.model_dump(mode="json"), option], 8), 16)
         out[option] = -5.0 * (h % 1000) / 1000
     return out
+
+
+def _quoted(text: str, tag: str) -> str | None:
+    m = re.search(rf"<{tag}>\n?(.*?)\n?</{tag}>", text, re.S)
+    return m.group(1) if m else None
+
+
+SHORTER_SCALE = 4.0  # words of difference per unit of log-odds
+
+
+def prefer_shorter(request: ChoiceRequest) -> dict[str, float]:
+    """Log-probabilities of a judge that prefers the response with fewer words."""
+    text = request.messages[-1].content if request.messages else request.prefix
+    a, b = _quoted(text, "response_A"), _quoted(text, "response_B")
+    first, second = request.options[0], request.options[1]
+    if a is None or b is None or len(request.options) != 2:
+        return {o: math.log(1 / len(request.options)) for o in request.options}
+    margin = (len(b.split()) - len(a.split())) / SHORTER_SCALE  # > 0: A is shorter
+    return {first: -math.log1p(math.exp(-margin)), second: -math.log1p(math.exp(margin))}
+
+
+PREFERENCES: dict[str, Scorer] = {"shorter": prefer_shorter}
 
 
 class ScriptedBackend:

@@ -73,3 +73,38 @@ def kappa(pairs: list[tuple[str, str]]) -> float | None:
     if expected >= 1:
         return None
     return (observed - expected) / (1 - expected)
+
+
+def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> dict[str, float | int]:
+    """McNemar's exact test for two models' yes/no outcomes on the same items.
+
+    Only the discordant items count: ``a_only`` (true for a, false for b) and ``b_only``.
+    Under "no difference" each discordant item is a fair coin, so the two-sided p-value is
+    the exact binomial test of ``a_only`` out of ``a_only + b_only`` at one half."""
+    from scipy.stats import binomtest
+
+    if len(a) != len(b):
+        raise ValueError("paired outcomes differ in length")
+    a_only = sum(1 for x, y in zip(a, b) if x and not y)
+    b_only = sum(1 for x, y in zip(a, b) if y and not x)
+    n = a_only + b_only
+    p = binomtest(a_only, n, 0.5).pvalue if n else 1.0
+    return {"n": len(a), "a_only": a_only, "b_only": b_only, "p_value": float(p),
+            "difference": (sum(map(bool, b)) - sum(map(bool, a))) / len(a) if a else 0.0}
+
+
+def paired_shift(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int]:
+    """Wilcoxon signed-rank test of ``b − a`` over paired items (ties dropped, exact where
+    small), with the mean and median shift."""
+    from scipy.stats import wilcoxon
+
+    if len(a) != len(b):
+        raise ValueError("paired values differ in length")
+    diffs = [y - x for x, y in zip(a, b)]
+    nonzero = [d for d in diffs if d != 0]
+    p = float(wilcoxon(nonzero).pvalue) if nonzero else 1.0
+    ordered = sorted(diffs)
+    mid = len(ordered) // 2
+    median = (ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2) if diffs else 0.0
+    return {"n": len(diffs), "changed": len(nonzero), "mean_shift": sum(diffs) / len(diffs) if diffs else 0.0,
+            "median_shift": median, "p_value": p}

@@ -33,8 +33,12 @@ from ..layout import BY_ROUND, METRICS, VERDICTS, Verdict, as_record
 from ..records import Chunk, RunStore, provenance, run_chunks, write_jsonl
 from .elo import elo
 from .harm import judge_harm_some, violation_table
-from .metrics import wilson
-from .refusal import classify
+from .metrics import mcnemar, paired_shift, wilson
+from .refusal import classify_many
+
+SETS = ("harmful", "borderline", "helpful")
+CLASSES = ("complied", "refused_explained", "refused_evasive")
+REFUSED = ("refused_explained", "refused_evasive")
 
 HELPFULNESS = Constitution(name="helpfulness", version="1", principles=[Principle(
     id="HELP-01", name="Helpfulness", categories=["general"], priority=1,
@@ -114,6 +118,7 @@ def evaluate_models(models: dict[str, str], harmful: list[Prompt], borderline: l
     judge_harmful = judge
     judge = LazyBackend(feedback, batch_size=batch_size)
     verdicts: list[dict[str, Any]] = []
+    all_classes: dict[str, dict[str, str]] = {}
     metrics: dict[str, Any] = {"models": dict(models), "feedback_model": feedback,
                                "constitution": constitution.hash,
                                "prompts": {k: sum(v == k for v in kind.values())
@@ -130,7 +135,9 @@ def evaluate_models(models: dict[str, str], harmful: list[Prompt], borderline: l
                                                 "principles": judge_principles}, items,
                            lambda chunk: judge_harm_some(judge, chunk, constitution, judge_principles))
         harm_by_prompt = {i["prompt_id"]: h for i, h in zip(items, harm)}
-        classes = {pid: classify(answers[name][pid]) for pid in prompts}
+        ids = list(prompts)
+        classes = dict(zip(ids, classify_many([answers[name][pid] for pid in ids])))
+        all_classes[name] = classes
         for pid, p in prompts.items():
             h = harm_by_prompt.get(pid)
             verdicts.append(as_record(
@@ -139,6 +146,8 @@ def evaluate_models(models: dict[str, str], harmful: list[Prompt], borderline: l
                 violation=h["violation"] if h else None, p_violation=h["p_violation"] if h else None,
                 principle_id=h["principle_id"] if h else None))
         metrics["per_model"][name] = _model_metrics(kind, classes, harm)
+        metrics["per_model"][name]["judge_free"] = judge_free(kind, classes, answers[name])
+    metrics["paired"] = paired_tests(kind, all_classes, answers)
     if compare and len(models) > 1:
         for axis, ids, const in (("harmless", [p for p in prompts if kind[p] == "harmful"], constitution),
                                  ("helpful", [p for p in prompts if kind[p] == "helpful"], HELPFULNESS)):
@@ -168,6 +177,48 @@ def _model_metrics(kind: dict[str, str], classes: dict[str, str],
         "explained_refusal_on_harmful": _rate(*count("harmful", ("refused_explained",))),
         "refusal_on_helpful": _rate(*count("helpful", ("refused_explained", "refused_evasive"))),
     }
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def judge_free(kind: dict[str, str], classes: dict[str, str], answers: dict[str, str]
+               ) -> dict[str, Any]:
+    """Per prompt set: the share of each refusal class (our classifier, no judge) and the
+    mean answer length in words."""
+    out = {}
+    for set_name in SETS:
+        ids = [p for p in classes if kind[p] == set_name]
+        if not ids:
+            continue
+        out[set_name] = {"n": len(ids),
+                         **{c: _rate(sum(classes[p] == c for p in ids), len(ids)) for c in CLASSES},
+                         "refused": _rate(sum(classes[p] in REFUSED for p in ids), len(ids)),
+                         "mean_words": sum(_words(answers[p]) for p in ids) / len(ids)}
+    return out
+
+
+def paired_tests(kind: dict[str, str], classes: dict[str, dict[str, str]],
+                 answers: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """Every pair of models on the same prompts: McNemar's exact test on refusing (and, on
+    harmful prompts, on explaining the refusal), Wilcoxon on answer length in words."""
+    out = []
+    for a, b in combinations(list(classes), 2):
+        for set_name in SETS:
+            ids = [p for p in classes[a] if kind[p] == set_name]
+            if not ids:
+                continue
+            tests = {"refused": mcnemar([classes[a][p] in REFUSED for p in ids],
+                                        [classes[b][p] in REFUSED for p in ids])}
+            if set_name == "harmful":
+                tests["refused_explained"] = mcnemar(
+                    [classes[a][p] == "refused_explained" for p in ids],
+                    [classes[b][p] == "refused_explained" for p in ids])
+            tests["words"] = paired_shift([_words(answers[a][p]) for p in ids],
+                                          [_words(answers[b][p]) for p in ids])
+            out.append({"a": a, "b": b, "set": set_name, "n": len(ids), "tests": tests})
+    return out
 
 
 def _compare(judge, names: list[str], answers, prompts, ids: list[str], const: Constitution,
