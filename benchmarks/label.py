@@ -4,10 +4,12 @@
     .venv/bin/python benchmarks/label.py accuracy [--pairs 500] [--cot-pairs 0] [--out DIR]
 
 throughput: the first N HH-RLHF harmless-base test pairs, labelled by the stage's own
-code (one principle, both orders: 2 scorings per pair), against a plain batched forward
-pass over exactly the same feedback prompts with the same batch size and left padding
-(what scoring cannot beat: one pass per prompt, no option handling). Reported as
-scorings per second and the ratio stage / raw (target ≥ 0.8).
+code (one principle, both orders: 2 scorings per pair; default dtype, so bf16 on a CPU
+with native bf16; shared-prefix and reserved caches), against a plain batched forward
+pass over exactly the same feedback prompts with the same batch size and left padding,
+no options, no caches: once with a float32 copy of the model (the issue-17 target: stage
+≥ 2× that) and once in the stage's own dtype. Reported as scorings per second and the
+ratios.
 
 accuracy: `cai eval labeler` on the first N pairs (the human harmlessness labels), with
 and without order averaging; chain of thought on the first --cot-pairs of them.
@@ -37,7 +39,8 @@ def as_pairs(rows):
             for r in rows]
 
 
-def raw_forward(backend, contexts: list[list[int]], batch: int) -> float:
+def raw_forward(backend, contexts: list[list[int]], batch: int, model=None) -> float:
+    model = model if model is not None else backend.model
     pad = backend.tokenizer.pad_token_id
     order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
     t0 = time.perf_counter()
@@ -50,7 +53,7 @@ def raw_forward(backend, contexts: list[list[int]], batch: int) -> float:
             ids[row, width - len(s):] = torch.tensor(s)
             mask[row, width - len(s):] = 1
         with torch.inference_mode():
-            backend.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+            model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
     return time.perf_counter() - t0
 
 
@@ -74,13 +77,22 @@ def throughput(args) -> dict:
             msgs = feedback_messages(convo, a, b, pr.comparison, False)
             ids, _ = backend._encode(backend.render(msgs, ANSWER_PREFIX), backend.max_context - 4)
             contexts.append(ids)
+    from constitutional.backends.hf import HFBackend
+
+    fp32 = HFBackend.from_spec("smollm2", batch_size=args.batch_size, dtype="float32").model
+    raw_forward(backend, contexts[:2], args.batch_size, fp32)  # warm-up
+    raw32_s = raw_forward(backend, contexts, args.batch_size, fp32)
     raw_s = raw_forward(backend, contexts, args.batch_size)
     n = len(contexts)
     return {"pairs": len(pairs), "scorings": n, "batch_size": args.batch_size,
+            "stage_dtype": str(backend.model.dtype),
             "mean_context_tokens": sum(map(len, contexts)) / n,
+            "shared_prefix_tokens": backend._shared_prefix(contexts),
             "stage_s": round(stage_s, 2), "stage_scorings_per_s": round(n / stage_s, 3),
-            "raw_s": round(raw_s, 2), "raw_prompts_per_s": round(n / raw_s, 3),
-            "ratio": round(raw_s / stage_s, 3)}
+            "raw_float32_s": round(raw32_s, 2), "raw_float32_prompts_per_s": round(n / raw32_s, 3),
+            "raw_same_dtype_s": round(raw_s, 2), "raw_same_dtype_prompts_per_s": round(n / raw_s, 3),
+            "stage_over_raw_float32": round(raw32_s / stage_s, 3),
+            "stage_over_raw_same_dtype": round(raw_s / stage_s, 3)}
 
 
 def accuracy(args) -> dict:

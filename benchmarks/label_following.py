@@ -1,7 +1,7 @@
 """Does the learning half of RLAIF follow its labels? A judge with a known preference.
 
-    .venv/bin/python benchmarks/label_following.py [--train 96] [--heldout 64]
-        [--max-new-tokens 64] [--methods dpo,rloo] [--out DIR]
+    .venv/bin/python benchmarks/label_following.py [--train 236] [--heldout 64] [--pairs-per-prompt 2]
+        [--max-new-tokens 64] [--methods dpo,rloo] [--out DIR] [--set METHOD.KEY=VALUE]
 
 The packaged 135M judge is at chance, so labels from it cannot show whether the preference
 model, DPO and RLOO learn anything. Here the judge is ``scripted:prefer=shorter``: of two
@@ -39,8 +39,9 @@ from constitutional.records import read_jsonl, write_jsonl
 from constitutional.redteam import resolve_prompts
 
 DEFAULTS = {
-    "dpo": dict(learning_rate=5e-5, epochs=2.0, batch_size=8, beta=0.1, min_confidence=0.6),
-    "rloo": dict(learning_rate=1e-5, max_steps=40, batch_size=8, num_generations=4, beta=0.05),
+    "pm": dict(learning_rate=1e-4, epochs=2.0, batch_size=8),
+    "dpo": dict(learning_rate=5e-5, max_steps=30, batch_size=8, beta=0.1, min_confidence=0.6),
+    "rloo": dict(learning_rate=5e-5, max_steps=40, batch_size=8, num_generations=4, beta=0.05),
 }
 
 
@@ -91,8 +92,10 @@ def kl_to_reference(spec: str, reference: str, prompts, max_new_tokens: int) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--train", type=int, default=96)
+    ap.add_argument("--train", type=int, default=236)
     ap.add_argument("--heldout", type=int, default=64)
+    ap.add_argument("--pairs-per-prompt", type=int, default=2,
+                    help="Independent pairs sampled per training prompt (2k samples).")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--methods", default="dpo,rloo")
     ap.add_argument("--out", default="benchmarks/out/label-following")
@@ -112,9 +115,14 @@ def main() -> None:
 
     t0 = time.perf_counter()
     policy = load_backend("smollm2", batch_size=64)
-    generate(policy, train, out / "pairs", PairsConfig(max_new_tokens=args.max_new_tokens),
+    generate(policy, train, out / "pairs", PairsConfig(max_new_tokens=args.max_new_tokens,
+                                                       n=2 * args.pairs_per_prompt),
              batch_size=64, stage_name="pairs")
-    pairs = pairs_from_generations(read_jsonl(out / "pairs" / "pairs.jsonl"))
+    pairs = []
+    for g in read_jsonl(out / "pairs" / "pairs.jsonl"):  # samples (0, 1), (2, 3), …
+        for k in range(args.pairs_per_prompt):
+            pairs += pairs_from_generations([{**g, "id": content_hash([g["id"], k]),
+                                              "responses": g["responses"][2 * k : 2 * k + 2]}])
     timings["pairs"] = time.perf_counter() - t0
     run_label(load_backend("scripted:prefer=shorter"), pairs, c, out / "labels", LabelConfig())
     rows = load_comparisons(out / "labels" / "labels.jsonl")
@@ -131,7 +139,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     train_pm(out / "pm-train.jsonl", out / "pm", "smollm2",
-             PMTrainConfig(learning_rate=5e-5, epochs=2, batch_size=8))
+             PMTrainConfig(**settings["pm"]))
     timings["pm"] = time.perf_counter() - t0
     decided = [r for r in held if abs(r["p_chosen"] - 0.5) > 1e-9]
     m = eval_pm(PreferenceModel.load(out / "pm"), decided, out / "pm-eval",
@@ -142,7 +150,7 @@ def main() -> None:
 
     base = answers("smollm2", heldout, args.max_new_tokens)
     result["base"] = {"mean_words": sum(map(words, base)) / len(base)}
-    for method in args.methods.split(","):
+    for method in [m for m in args.methods.split(",") if m and m != "none"]:
         t0 = time.perf_counter()
         if method == "dpo":
             from constitutional.train.dpo import train_dpo

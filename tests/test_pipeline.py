@@ -186,8 +186,16 @@ def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
     assert [r["round"] for r in by_round] == [0, 1]
     page = (run / "report.html").read_text()
     assert 'id="summary"' in page and metrics["constitution"] in page
+    assert 'id="overview"' in page and 'id="judge"' in page and 'id="sl-quality"' in page
+    check = json.loads((run / "judge" / "judge_check.json").read_text())
+    assert check["preference"]["n"] == 24 and check["harm"]["n"] == 16
+    for m in metrics["per_model"].values():
+        assert m["judge_free"]["harmful"]["n"] == 3
+    assert {(t["a"], t["b"]) for t in metrics["paired"]} == {
+        ("base", "sl-cai"), ("base", "rl-cai"), ("sl-cai", "rl-cai")}
     assert "base vs SL-CAI vs RL-CAI" in r.stdout
 
     # a third run has nothing to do
     again = cai("run", config, "--out", run, check=True).stdout
-    assert again.count("up to date") == 11
+    assert again.count("up to date") == 12
+    assert "[judge] judge smollm2 on 40 clear-cut cases" in again

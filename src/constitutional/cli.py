@@ -733,7 +733,7 @@ def run_pipeline(
                                    "--set sft.max_steps=4 (repeatable)."),
     only: list[str] = typer.Option([], "--only", help="Run only these stages (repeatable)."),
 ) -> None:
-    """Run the whole method: prompts → critique → SFT → pairs → labels → PM → DPO →
+    """Run the whole method: prompts → judge check → critique → SFT → pairs → labels → PM → DPO →
     evaluation → report. Stages already done with the same inputs are skipped; after an
     interruption, the same command resumes."""
     from .pipeline import Run, load_config, resolve_config
@@ -744,19 +744,27 @@ def run_pipeline(
     ev = results.get("eval", {}).get("summary") or {}
     if ev.get("summary"):
         _summary_table(ev["summary"])
+        judge = results.get("judge", {}).get("summary") or {}
+        bad = [r for r in ("preference", "harm") if judge.get(r) and not judge[r]["informative"]]
+        if bad:
+            out.print("The (judge) columns are uninformative: the feedback model was not better "
+                      "than chance on the clear-cut calibration cases. The report says what the "
+                      "judge-free figures show.")
     if "report" in results:
         out.print(f"report: {results['report']['summary']['report']}")
 
 
 def _summary_table(rows: list[dict]) -> None:
-    table = Table(title="base vs SL-CAI vs RL-CAI")
-    for col in ("model", "harm violation", "false refusal", "evasive", "Elo harmless",
-                "Elo helpful"):
+    table = Table(title="base vs SL-CAI vs RL-CAI (held-out prompts)")
+    for col in ("model", "refused (harmful)", "explained (harmful)", "evasive (harmful)",
+                "false refusal", "words (harmful)", "harm violation (judge)",
+                "Elo harmless (judge)", "Elo helpful (judge)"):
         table.add_column(col)
     f = lambda x, d=3: "–" if x is None else f"{x:.{d}f}"
     for r in rows:
-        table.add_row(r["model"], f(r["violation_rate"]), f(r["false_refusal_rate"]),
-                      f(r["evasive_rate"]), f(r["elo_harmless"], 0), f(r["elo_helpful"], 0))
+        table.add_row(r["model"], f(r.get("refused_harmful")), f(r.get("explained_harmful")),
+                      f(r["evasive_rate"]), f(r["false_refusal_rate"]), f(r.get("mean_words"), 1),
+                      f(r["violation_rate"]), f(r["elo_harmless"], 0), f(r["elo_helpful"], 0))
     out.print(table)
 
 

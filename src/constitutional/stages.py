@@ -214,7 +214,12 @@ def eval(run: "Run", overwrite: bool) -> dict[str, Any]:
 def summary_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name, m in metrics["per_model"].items():
+        free = m.get("judge_free") or {}
         rows.append({"model": name,
+                     "refused_harmful": (free.get("harmful") or {}).get("refused", {}).get("rate"),
+                     "explained_harmful": (free.get("harmful") or {}).get(
+                         "refused_explained", {}).get("rate"),
+                     "mean_words": (free.get("harmful") or {}).get("mean_words"),
                      "violation_rate": m["violation"].get("all", {}).get("rate"),
                      "false_refusal_rate": m["false_refusal"]["rate"],
                      "evasive_rate": m["evasive_on_harmful"]["rate"],
