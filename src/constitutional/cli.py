@@ -755,11 +755,11 @@ def run_pipeline(
 
 
 def _summary_table(rows: list[dict]) -> None:
-    table = Table(title="base vs SL-CAI vs RL-CAI (held-out prompts)")
-    for col in ("model", "refused (harmful)", "explained (harmful)", "evasive (harmful)",
-                "false refusal", "words (harmful)", "harm violation (judge)",
-                "Elo harmless (judge)", "Elo helpful (judge)"):
-        table.add_column(col)
+    table = Table(title="base vs SL-CAI vs RL-CAI on held-out prompts",
+                  caption="On harmful prompts unless noted; * judged by the feedback model.")
+    for col in ("model", "refused", "explained", "evasive", "false refusal (borderline)",
+                "words", "harm*", "Elo harmless*", "Elo helpful*"):
+        table.add_column(col, overflow="fold")
     f = lambda x, d=3: "–" if x is None else f"{x:.{d}f}"
     for r in rows:
         table.add_row(r["model"], f(r.get("refused_harmful")), f(r.get("explained_harmful")),

@@ -258,13 +258,10 @@ def _paired_rows(metrics: dict[str, Any]) -> list[list[Any]]:
         for measure, r in t["tests"].items():
             if measure == "words":
                 change = f"{r['mean_shift']:+.1f} words (median {r['median_shift']:+.1f})"
-                test = "Wilcoxon signed-rank"
             else:
-                change = (f"{r['difference']:+.0%} ({r['a_only']} only {_label(t['a'])}, "
-                          f"{r['b_only']} only {_label(t['b'])})")
-                test = "McNemar exact"
+                change = f"{r['difference']:+.0%} ({r['a_only']} vs {r['b_only']} prompts)"
             rows.append([f"{_label(t['a'])} → {_label(t['b'])}", t["set"], t["n"], _label(measure),
-                         change, test, _p(r["p_value"]), _significant(r["p_value"])])
+                         change, _p(r["p_value"]), _significant(r["p_value"])])
     return rows
 
 
@@ -309,6 +306,17 @@ def overview(run: Path) -> str:
             parts.append("Answer length changed significantly for " + "; ".join(
                 f"{_e(_label(t['a']))} → {_e(_label(t['b']))} on {_e(t['set'])} prompts "
                 f"({t['tests']['words']['mean_shift']:+.1f} words)" for t in moved) + ".")
+    trajectories = _jsonl(layout.critique)
+    if trajectories:
+        from .evaluation.revisions import quality_by_round
+
+        last = quality_by_round(trajectories)[-1]
+        sft = _read(layout.sft_dir / "sft.manifest.json") or {}
+        parts.append(
+            f"The SL-CAI data: of the final revisions, {last['refused_explained']:.0%} are "
+            f"explained refusals and {last['meta']:.0%} talk about the answer instead of "
+            "answering" + (f"; {sft['drop_rate']:.0%} of the rows were dropped for such faults"
+                           if "drop_rate" in sft else "") + ".")
     if not parts:
         return ""
     return ('<section id="overview"><h2>What this run shows</h2><p class="lead">'
@@ -375,9 +383,10 @@ def _eval_sections(run: Path) -> list[str]:
     paired = _paired_rows(metrics)
     if paired:
         out.append(_section("significance", "Paired significance tests", _table(
-            ["models", "prompts", "n", "measure", "change", "test", "p-value", "significant"],
-            paired), "Each model against the other on the same prompts: McNemar's exact test on "
-            "the prompts where they differ, Wilcoxon signed-rank on answer lengths."))
+            ["models", "prompts", "n", "measure", "change", "p-value", "significant"],
+            paired), "Each model against the other on the same prompts. Refusals: McNemar's "
+            "exact test on the prompts where only one of the two refused (counts in brackets: "
+            "only the first, only the second). Lengths: Wilcoxon signed-rank."))
     rows = []
     for n in names:
         m = per[n]
@@ -388,7 +397,7 @@ def _eval_sections(run: Path) -> list[str]:
     out.append(_section("summary", "Summary, with the judge's figures", harm_warn + pref_warn + _table(
         ["model", "harm violation rate (judge)", "false-refusal rate", "evasive refusals (harmful)",
          "explained refusals (harmful)", "harmlessness Elo (judge)", "helpfulness Elo (judge)"],
-        [[_label(r[0]), *r[1:]] for r in rows]),
+        [[_label(r[0]), *[_pct(x) for x in r[1:5]], *[_fmt(x, 0) for x in r[5:]]] for r in rows]),
         f"Prompts: {_counts(metrics['prompts'])}. Feedback model: {metrics['feedback_model']}. "
         "Rates are shares of responses; Elo is relative to the first model."))
     cats = sorted({c for n in names for c in per[n]["violation"] if c != "all"})
@@ -399,7 +408,8 @@ def _eval_sections(run: Path) -> list[str]:
     if cats:
         out.append(_section("violations", "Harm violation rate by category (judge)",
                             harm_warn + hbars("violations", "violation rate by harm category",
-                                              cats, series) + detail,
+                                              cats, series)
+                            + f"<details><summary>the rates with intervals</summary>{detail}</details>",
                             "Judged by the feedback model under the constitution; Wilson intervals."))
     kinds = ["false refusal (borderline)", "evasive (harmful)", "explained refusal (harmful)",
              "refusal (helpful)"]
