@@ -50,17 +50,18 @@ def test_pm_and_dpo_follow_a_judge_that_prefers_shorter_answers(tmp_path):
               tmp_path / "labels", LabelConfig())
     labels = tmp_path / "labels" / "labels.jsonl"
     rows = load_comparisons(labels)
-    # the labels carry the preference: the chosen response is never the longer one
-    assert all(len(r["chosen"][-1]["content"].split()) <= len(r["rejected"][-1]["content"].split())
-               for r in rows)
+    # the labels carry the preference through both orders and the averaging: the chosen
+    # response is the shorter one (the judge counts the quoted text, which may differ by a
+    # defused phrase, hence not all)
+    shorter = sum(len(r["chosen"].split()) <= len(r["rejected"].split()) for r in rows)
+    assert shorter >= 0.95 * len(rows)
 
     train_pm(labels, tmp_path / "pm", "smollm2",
              PMTrainConfig(learning_rate=1e-4, epochs=3, batch_size=8))
     pm = PreferenceModel.load(tmp_path / "pm")
     decided = [r for r in rows if r["p_chosen"] > 0.6]
-    chosen = pm.rewards([r["prompt"] for r in decided], [r["chosen"][-1]["content"] for r in decided])
-    rejected = pm.rewards([r["prompt"] for r in decided],
-                          [r["rejected"][-1]["content"] for r in decided])
+    chosen = pm.rewards([r["prompt"] for r in decided], [r["chosen"] for r in decided])
+    rejected = pm.rewards([r["prompt"] for r in decided], [r["rejected"] for r in decided])
     fit = sum(c > r for c, r in zip(chosen, rejected)) / len(decided)
     assert fit >= 0.75, f"the preference model did not learn its labels ({fit:.2f})"
 
