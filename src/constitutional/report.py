@@ -281,7 +281,8 @@ def overview(run: Path) -> str:
             parts.append("That is not better than chance, so its " + " and its ".join(
                 {"preference": "AI labels, win rates and Elo", "harm": "harm violation rates"}[r]
                 for r in bad) + " below are marked <b>uninformative</b>: they are not evidence "
-                "about the models, and any training on its labels learned noise.")
+                "about the models' harmlessness, and training on its labels cannot have taught "
+                "what the constitution asks.")
         else:
             parts.append("That is better than chance, so its verdicts below carry signal "
                          "(how much: see the intervals).")
