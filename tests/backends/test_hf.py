@@ -136,3 +136,24 @@ def test_scoring_with_a_shared_prefix_matches_each_request_alone(smollm2):
         for option in r.options:
             assert math.isclose(b[option], alone[option], abs_tol=1e-3)
             assert math.isclose(b[option], p[option], abs_tol=1e-3)
+
+
+def test_reserved_layer_keeps_writing_in_place_after_batch_changes():
+    """Repeating, selecting or reordering rows acts on the whole buffer: the next update
+    lands after the kept positions and the view shows exactly what a grown cache would."""
+    from transformers.cache_utils import DynamicLayer
+
+    from constitutional.backends.kvcache import ReservedLayer
+
+    torch.manual_seed(0)
+    first, second = torch.randn(2, 3, 4, 5), torch.randn(4, 3, 1, 5)
+    reserved, grown = ReservedLayer(capacity=8), DynamicLayer()
+    for layer in (reserved, grown):
+        layer.update(first, first)
+        layer.batch_repeat_interleave(2)
+        layer.reorder_cache(torch.tensor([3, 2, 1, 0]))
+        layer.batch_select_indices(torch.tensor([0, 1, 2, 3]))
+        keys, values = layer.update(second, second)
+    assert torch.equal(reserved.keys, grown.keys) and reserved.get_seq_length() == 5
+    reserved.truncate(4)
+    assert torch.equal(reserved.keys, grown.keys[:, :, :4])

@@ -68,11 +68,24 @@ class ReservedLayer(DynamicLayer):
     def reset(self) -> None:
         self.truncate(0)
 
+    # Batch changes (sampling n per prompt, beam search) act on the whole buffer, so later
+    # steps still write in place.
     def batch_repeat_interleave(self, repeats: int) -> None:
-        raise NotImplementedError("size a ReservedCache for the whole batch (from_prefix)")
+        if self.is_initialized:
+            self._keys = self._keys.repeat_interleave(repeats, dim=0)
+            self._values = self._values.repeat_interleave(repeats, dim=0)
+            self.truncate(self.length)
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        raise NotImplementedError("a ReservedCache keeps its batch")
+        if self.is_initialized:
+            self._keys, self._values = self._keys[indices], self._values[indices]
+            self.truncate(self.length)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        if self.is_initialized:
+            self._keys = self._keys.index_select(0, beam_idx.to(self.device))
+            self._values = self._values.index_select(0, beam_idx.to(self.device))
+            self.truncate(self.length)
 
 
 class ReservedCache(DynamicCache):
