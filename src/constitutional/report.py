@@ -73,30 +73,6 @@ def _x(v: float, lo: float, hi: float) -> float:
     return PAD + (v - lo) / ((hi - lo) or 1) * (W - PAD - 20)
 
 
-def bars(name: str, title: str, groups: Sequence[str], series: dict[str, Sequence[float | None]],
-         ylabel: str = "rate", top: float = 1.0) -> str:
-    n, k = max(1, len(groups)), max(1, len(series))
-    gw = (W - PAD - 20) / n
-    bw = gw * 0.8 / k
-    body = [f'<text x="{PAD - 4}" y="{_y(top, 0, top) + 4}" font-size="10" text-anchor="end">'
-            f'{top:g}</text>', f'<text x="{PAD - 4}" y="{H - PAD + 4}" font-size="10" '
-            f'text-anchor="end">0</text>']
-    for gi, g in enumerate(groups):
-        x0 = PAD + gi * gw + gw * 0.1
-        body.append(f'<text x="{x0 + gw * 0.4}" y="{H - PAD + 14}" font-size="9" '
-                    f'text-anchor="middle">{_e(g[:14])}</text>')
-        for si, (s, values) in enumerate(series.items()):
-            v = values[gi]
-            if v is None:
-                continue
-            y = _y(min(v, top), 0, top)
-            body.append(f'<rect class="bar" x="{x0 + si * bw:.1f}" y="{y:.1f}" width="{bw:.1f}" '
-                        f'height="{H - PAD - y:.1f}" fill="{COLOURS[si % 6]}">'
-                        f'<title>{_e(s)} {_e(g)}: {v:.3f}</title></rect>')
-    body.append(_legend(list(series)))
-    return _frame(name, title, "".join(body), ylabel)
-
-
 def hbars(name: str, title: str, groups: Sequence[str], series: dict[str, Sequence[float | None]],
           top: float = 1.0) -> str:
     """Horizontal bars: one row per group (label on the left, never overlapping), one bar
@@ -485,7 +461,7 @@ def _robustness_section(run: Path) -> list[str]:
     if not m:
         return []
     ops = list(m["per_mutation"])
-    return [_section("robustness", "Robustness under red-team mutations", bars(
+    return [_section("robustness", "Robustness under red-team mutations", hbars(
         "robustness", f"violation rate by mutation ({m['model']})", ops,
         {"violation rate": [m["per_mutation"][o]["rate"] for o in ops]})
         + _table(["mutation", "rate", "95% CI", "n"],
