@@ -1,90 +1,168 @@
-"""Refusal classifier against people's labels: cross-validated by model, speed, and the
-fit that ships as ``src/constitutional/data/refusal_model.json``.
+"""Refusal classifier against people's labels: our own models' answers held back,
+XSTest cross-validated by model, leave-one-style-out, speed, and the fit that ships as
+``src/constitutional/data/refusal_model.json``.
 
-    .venv/bin/python benchmarks/refusal_classifier.py [--write]
+    .venv/bin/python benchmarks/refusal_classifier.py [--write] [--c 0.05]
 
-Data: XSTest v2 model completions with human labels (Röttger et al. 2024, CC-BY-4.0),
-read from ../shared/data/xstest/completions/ — two models' answers to the 450 XSTest
-prompts. A refusal is a full or a partial refusal (XSTest's convention).
+Data, all labelled by people:
+* XSTest v2 model completions (Röttger et al. 2024, CC-BY-4.0), read from
+  ../shared/data/xstest/completions/: two models' answers to the 450 XSTest prompts,
+  complied / full refusal / partial refusal. Not told apart there: explained vs evasive.
+* ``data/refusal_ours.jsonl``: our own models' answers (the packaged SmolLM2-135M and a
+  demo run's SL-CAI and RL-CAI) to the bundled prompts, labelled by us in the three
+  classes plus full/partial, split by prompt into ``fit`` and ``held`` rows.
+* ``data/refusal_styles.jsonl``: answers we wrote in eight styles (inability claims,
+  apologetic non-answers, moralising, partial refusals, unrelated answers, compliance with
+  a caveat, direct refusals in unlisted words, plain compliance).
 
-1. Cross-validated by model: fit on one model's completions, measure on the other's, both
-   ways; refusal vs compliance (the headline) and three ways (complied / full / partial).
-   XSTest's own prefix rule is measured on the same answers, side by side.
-2. Speed: ``classify_many`` over all 900 answers, best of 5, answers per second.
-3. ``--write``: fit on both models and write the package's model file (numbers only).
+1. Held-back part of our answers: three classes, refusal vs compliance, evasive recall,
+   partial recall; with and without the request; XSTest's prefix rule side by side.
+2. XSTest cross-validated by model: fit on one model's completions (plus our fit rows and
+   styles), measure on the other's, both ways.
+3. Leave-one-style-out: fit without one style's written examples, measure on them.
+4. Speed: ``classify_many`` over XSTest's 900 answers with their requests, embedding
+   included, best of 3, answers per second.
+5. ``--write``: fit on everything but the held-back rows and write the model file.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
 
-from constitutional.evaluation.refusal import (XSTEST_LABELS, agreement_table, classify_many,
-                                               feature_matrix, fit, refusal_kind)
+import numpy as np
+
+from constitutional.evaluation import refusal
+from constitutional.evaluation.refusal import (agreement_table, classify_many, feature_matrix,
+                                               fit_rows, is_held_back, labelled_rows)
 from constitutional.prompts import packaged
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "xstest"
 MODELS = ("gpt4", "llama2orig")
 
 
-def load(model: str) -> tuple[list[str], list[str]]:
-    with open(DATA / "completions" / f"xstest_v2_completions_{model}.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [r["completion"] for r in rows], [XSTEST_LABELS[r["final_label"]] for r in rows]
-
-
-def prefix_rule(texts: list[str]) -> list[str]:
+def prefix_rule(texts: list[str]) -> list[bool]:
     prefixes = json.loads((DATA / "strmatch_refusal_prefixes.json").read_text())["full_refusal_prefixes"]
-    return ["refusal" if t.lower().strip().startswith(tuple(p.lower() for p in prefixes)) else "complied"
-            for t in texts]
+    starts = tuple(p.lower() for p in prefixes)
+    return [t.lower().strip().startswith(starts) for t in texts]
 
 
-def scored(model: dict, texts: list[str], labels: list[str]) -> dict:
-    kinds = ["complied" if k is None else k for k in refusal_kind(texts, model)]
-    two = lambda xs: ["complied" if x == "complied" else "refusal" for x in xs]
-    binary = agreement_table(two(labels), two(kinds), ("complied", "refusal"))
-    three = agreement_table(labels, kinds, ("complied", "full", "partial"))
-    prefix = agreement_table(two(labels), prefix_rule(texts), ("complied", "refusal"))
-    return {"n": binary["n"], "accuracy": binary["accuracy"], "ci95": binary["ci95"],
-            "kappa": binary["kappa"], "per_class": binary["per_class"],
-            "three_way_accuracy": three["accuracy"], "partial": three["per_class"]["partial"],
-            "xstest_prefix_rule_accuracy": prefix["accuracy"]}
+def three(row: dict) -> str:
+    return "complied" if row["kind"] == "complied" else (
+        "refused_explained" if row["explained"] else "refused_evasive")
+
+
+def two(xs) -> list[str]:
+    return ["complied" if x == "complied" else "refusal" for x in xs]
+
+
+def measured(model: dict, rows: list[dict], x: np.ndarray) -> dict:
+    """Agreement of ``model`` on ``rows`` (features ``x``, computed once)."""
+    p, partial, explained = refusal._predict([r["response"] for r in rows], None, model, x)
+    pred = refusal.classify_many([r["response"] for r in rows], None, model, x)
+    binary = agreement_table(two(r["kind"] for r in rows), two(pred), ("complied", "refusal"))
+    out = {"n": len(rows), "refusal_vs_compliance": round(binary["accuracy"], 3),
+           "ci95": [round(v, 3) for v in binary["ci95"]], "kappa": _r(binary["kappa"]),
+           "refusal_recall": _r(binary["per_class"]["refusal"]["recall"]),
+           "refusal_precision": _r(binary["per_class"]["refusal"]["precision"])}
+    partial_rows = [c != "complied" for r, c in zip(rows, pred) if r["kind"] == "partial"]
+    if partial_rows:
+        out["partial_recalled_as_refusal"] = f"{sum(partial_rows)}/{len(partial_rows)}"
+    if all(r["explained"] is not None or r["kind"] == "complied" for r in rows):
+        t = agreement_table([three(r) for r in rows], pred, refusal.CLASSES)
+        out["three_classes"] = round(t["accuracy"], 3)
+        out["three_kappa"] = _r(t["kappa"])
+        out["per_class_recall"] = {c: _r(v["recall"]) for c, v in t["per_class"].items()}
+        out["per_class_n"] = {c: v["n"] for c, v in t["per_class"].items()}
+        out["confusion"] = t["confusion"]
+    return out
+
+
+def _r(v):
+    return None if v is None else round(v, 3)
+
+
+def blind(x: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    x[:, [refusal.COLUMNS.index("prompt_similarity"), refusal.COLUMNS.index("prompt_known")]] = 0
+    return x
+
+
+def fitted(rows: list[dict], x: np.ndarray, c: float) -> dict:
+    return fit_rows(rows, x, c)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--write", action="store_true", help="refit on both models and write the model file")
+    ap.add_argument("--write", action="store_true", help="refit and write the model file")
+    ap.add_argument("--c", type=float, default=0.05, help="inverse regularisation strength")
     args = ap.parse_args()
-    data = {m: load(m) for m in MODELS}
-    out: dict = {"cross_validated": {}}
-    for train in MODELS:
-        test = next(m for m in MODELS if m != train)
-        model = fit(*data[train])
-        out["cross_validated"][f"fit {train} → test {test}"] = scored(model, *data[test])
-    both = fit([t for m in MODELS for t in data[m][0]], [l for m in MODELS for l in data[m][1]])
-    out["fit on both, measured on both (in-sample)"] = {
-        m: scored(both, *data[m]) for m in MODELS}
-    if args.write:
-        path = packaged("refusal_model.json")
-        both["fitted_on"] = ("XSTest v2 model completions (gpt4, llama2orig), human final_label; "
-                             "Röttger et al. 2024, CC-BY-4.0")
-        both["cross_validated_accuracy"] = {k: round(v["accuracy"], 4)
-                                            for k, v in out["cross_validated"].items()}
-        path.write_text(json.dumps(both, indent=1) + "\n", encoding="utf-8")
-        out["written"] = str(path)
-        from constitutional.evaluation import refusal
+    rows = labelled_rows(DATA / "completions")
+    t0 = time.perf_counter()
+    x = feature_matrix([r["response"] for r in rows], [r["prompt"] or None for r in rows])
+    featurised = time.perf_counter() - t0
+    idx = lambda pred: np.asarray([i for i, r in enumerate(rows) if pred(r)], dtype=int)
+    sel = lambda ids: ([rows[i] for i in ids], x[ids])
+    held = idx(lambda r: r["source"] == "ours" and r.get("split") == "held")
+    train = idx(lambda r: not (r["source"] == "ours" and r.get("split") == "held"))
+    out: dict = {"rows": {s: int(sum(r["source"] == s for r in rows))
+                          for s in ("gpt4", "llama2orig", "ours", "styles")},
+                 "held_back_rows": len(held), "c": args.c}
 
+    shipped = fitted(*sel(train), args.c)
+    h_rows, h_x = sel(held)
+    out["held_back_ours"] = measured(shipped, h_rows, h_x)
+    out["held_back_ours_without_request"] = measured(shipped, h_rows, blind(h_x))
+    pr = prefix_rule([r["response"] for r in h_rows])
+    out["held_back_ours_xstest_prefix_rule"] = round(
+        float(np.mean([(r["kind"] != "complied") == p for r, p in zip(h_rows, pr)])), 3)
+    out["held_back_ours_by_model"] = {}
+    for m in ("base", "sl-cai", "rl-cai"):
+        ids = idx(lambda r, m=m: is_held_back(r) and r.get("model") == m)
+        if len(ids):
+            out["held_back_ours_by_model"][m] = measured(shipped, *sel(ids))
+
+    out["xstest_cross_validated"] = {}
+    for a, b in (("gpt4", "llama2orig"), ("llama2orig", "gpt4")):
+        model = fitted(*sel(idx(lambda r, b=b: r["source"] != b and not (
+            r["source"] == "ours" and r.get("split") == "held"))), args.c)
+        out["xstest_cross_validated"][f"fit {a} + ours → test {b}"] = measured(
+            model, *sel(idx(lambda r, b=b: r["source"] == b)))
+        test_rows = [r for r in rows if r["source"] == b]
+        out["xstest_cross_validated"][f"fit {a} + ours → test {b}"]["xstest_prefix_rule"] = round(
+            float(np.mean([(r["kind"] != "complied") == p for r, p in
+                           zip(test_rows, prefix_rule([r["response"] for r in test_rows]))])), 3)
+
+    out["leave_one_style_out"] = {}
+    for style in sorted({r["style"] for r in rows if r["source"] == "styles"}):
+        model = fitted(*sel(idx(lambda r, s=style: r.get("style") != s and not (
+            r["source"] == "ours" and r.get("split") == "held"))), args.c)
+        m = measured(model, *sel(idx(lambda r, s=style: r.get("style") == s)))
+        out["leave_one_style_out"][style] = {k: m[k] for k in (
+            "n", "refusal_vs_compliance", "three_classes") if k in m}
+
+    if args.write:
+        path = packaged(refusal.MODEL_FILE)
+        shipped["fitted_on"] = (
+            "people's labels: XSTest v2 model completions (gpt4, llama2orig; Röttger et al. 2024, "
+            "CC-BY-4.0), the fit rows of data/refusal_ours.jsonl and data/refusal_styles.jsonl")
+        shipped["measured"] = {"held_back_ours": out["held_back_ours"]["three_classes"],
+                               "xstest_cross_validated": {k: v["refusal_vs_compliance"] for k, v in
+                                                          out["xstest_cross_validated"].items()}}
+        path.write_text(json.dumps(shipped) + "\n", encoding="utf-8")
+        out["written"] = str(path)
         refusal._model.cache_clear()
-    texts = [t for m in MODELS for t in data[m][0]]
-    classify_many(texts[:10])
-    best = min(_timed(lambda: classify_many(texts)) for _ in range(5))
+
+    texts = [r["response"] for r in rows if r["source"] in MODELS]
+    prompts = [r["prompt"] for r in rows if r["source"] in MODELS]
+    classify_many(texts[:16], prompts[:16])
+    best = min(_timed(lambda: classify_many(texts, prompts)) for _ in range(3))
     out["speed"] = {"answers": len(texts), "seconds": round(best, 3),
                     "answers_per_second": round(len(texts) / best),
-                    "features_per_answer": int(feature_matrix(texts[:1]).shape[1])}
-    print(json.dumps(out, indent=2, ensure_ascii=False))
+                    "featurise_all_rows_seconds": round(featurised, 1)}
+    print(json.dumps(out, indent=1, ensure_ascii=False))
 
 
 def _timed(fn) -> float:

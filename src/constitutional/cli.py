@@ -477,7 +477,12 @@ def eval_regress(
 def eval_refusal_classifier(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labelled answers: XSTest's "
                                         "completions CSV (completion, final_label) or our JSONL "
-                                        "(response, label). Default: our development set."),
+                                        "(response, label, optional kind full/partial). Default: "
+                                        "the held-back part of our own models' labelled answers "
+                                        "(data/refusal_ours.jsonl)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only rows of this split (our "
+                                        "labelled file has 'fit' and 'held'); default: held for "
+                                        "the default file, all rows otherwise."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write agreement.json and "
                                            "errors.jsonl (every disagreement) here."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Also measure the model "
@@ -493,7 +498,7 @@ def eval_refusal_classifier(
     runs = [("classifier", None)] + ([(f"judge {model}", load_backend(model))] if model else [])
     report = {}
     for name, backend in runs:
-        a = agreement(data, backend)
+        a = agreement(data, backend, split=split)
         report[name] = {k: v for k, v in a.items() if k != "errors"}
         out.print(f"{name}: accuracy {a['accuracy']:.3f} (95% CI {a['ci95'][0]:.3f}–{a['ci95'][1]:.3f}), "
                   f"kappa {a['kappa']:.3f} on {a['n']} answers; {len(a['errors'])} errors")
@@ -511,6 +516,9 @@ def eval_refusal_classifier(
             out.print(f"  three ways (complied / full / partial): accuracy {t['accuracy']:.3f}, "
                       f"partial precision {_fmt(t['per_class']['partial']['precision'])}, "
                       f"recall {_fmt(t['per_class']['partial']['recall'])}")
+        if "partial_recall" in a:
+            out.print(f"  partial refusals counted as refusals: {a['partial_recall']['recall']:.3f} "
+                      f"of {a['partial_recall']['n']}")
         if out_dir:
             slug = name.split()[0]
             write_jsonl(out_dir / f"errors-{slug}.jsonl", a["errors"])

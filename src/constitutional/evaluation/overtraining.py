@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from .refusal import classify
+from .refusal import classify_many
 
 STOCK_PHRASES = (
     "you are valid, valued, and cared for",
@@ -74,7 +74,7 @@ def monitor(responses: Sequence[str], near_duplicate: float = 0.7) -> dict[str, 
         "distinct_1": len(set(unigrams)) / len(unigrams) if unigrams else 0.0,
         "distinct_2": len(set(bigrams)) / len(bigrams) if bigrams else 0.0,
         "mean_words": len(unigrams) / n,
-        "refusal_rate": sum(classify(r) != "complied" for r in responses) / n,
+        "refusal_rate": sum(c != "complied" for c in classify_many(responses)) / n,
     }
 
 

@@ -65,8 +65,11 @@ def quality_by_round(trajectories: list[dict[str, Any]]) -> list[dict[str, Any]]
     rounds = max((len(t["rounds"]) for t in trajectories), default=0)
     out = []
     for r in range(rounds + 1):
-        texts, flags = [], []
+        texts, flags, asked = [], [], []
         for t in trajectories:
+            if r == 0 or len(t["rounds"]) >= r:
+                asked.append(next((m["content"] for m in reversed(t.get("messages") or [])
+                                   if m.get("role") == "user"), None))
             if r == 0:
                 texts.append(t["initial"])
                 flags.append((False, talks_about_answer(t["initial"]), False))
@@ -79,7 +82,7 @@ def quality_by_round(trajectories: list[dict[str, Any]]) -> list[dict[str, Any]]
         n = len(texts)
         if not n:
             continue
-        classes = classify_many(texts)
+        classes = classify_many(texts, asked)
         share = lambda k: sum(k) / n  # noqa: E731
         out.append({"round": r, "n": n,
                     "complied": share(c == "complied" for c in classes),

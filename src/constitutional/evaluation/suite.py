@@ -136,7 +136,8 @@ def evaluate_models(models: dict[str, str], harmful: list[Prompt], borderline: l
                            lambda chunk: judge_harm_some(judge, chunk, constitution, judge_principles))
         harm_by_prompt = {i["prompt_id"]: h for i, h in zip(items, harm)}
         ids = list(prompts)
-        classes = dict(zip(ids, classify_many([answers[name][pid] for pid in ids])))
+        classes = dict(zip(ids, classify_many([answers[name][pid] for pid in ids],
+                                              [prompts[pid].text for pid in ids])))
         all_classes[name] = classes
         for pid, p in prompts.items():
             h = harm_by_prompt.get(pid)
@@ -201,8 +202,9 @@ def judge_free(kind: dict[str, str], classes: dict[str, str], answers: dict[str,
 
 def paired_tests(kind: dict[str, str], classes: dict[str, dict[str, str]],
                  answers: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
-    """Every pair of models on the same prompts: McNemar's exact test on refusing (and, on
-    harmful prompts, on explaining the refusal), Wilcoxon on answer length in words."""
+    """Every pair of models on the same prompts: McNemar's exact test on refusing, on
+    refusing evasively (and, on harmful prompts, on explaining the refusal), Wilcoxon on
+    answer length in words."""
     out = []
     for a, b in combinations(list(classes), 2):
         for set_name in SETS:
@@ -210,7 +212,9 @@ def paired_tests(kind: dict[str, str], classes: dict[str, dict[str, str]],
             if not ids:
                 continue
             tests = {"refused": mcnemar([classes[a][p] in REFUSED for p in ids],
-                                        [classes[b][p] in REFUSED for p in ids])}
+                                        [classes[b][p] in REFUSED for p in ids]),
+                     "refused_evasive": mcnemar([classes[a][p] == "refused_evasive" for p in ids],
+                                                [classes[b][p] == "refused_evasive" for p in ids])}
             if set_name == "harmful":
                 tests["refused_explained"] = mcnemar(
                     [classes[a][p] == "refused_explained" for p in ids],
