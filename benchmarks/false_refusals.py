@@ -39,7 +39,7 @@ def main() -> None:
         gens = load_backend(spec, batch_size=64).generate([GenerationRequest(
             messages=chat(p), sampling=Sampling(max_new_tokens=args.max_new_tokens, temperature=0))
             for p in prompts])
-        refused[name] = [c != "complied" for c in classify_many([g.texts[0] for g in gens])]
+        refused[name] = [c != "complied" for c in classify_many([g.texts[0] for g in gens], prompts)]
     result = {"prompts": len(prompts), "source": "XSTest safe prompts (../shared/data)"}
     for name, r in refused.items():
         lo, hi = wilson(sum(r), len(r))
