@@ -60,7 +60,6 @@ def two(xs) -> list[str]:
 
 def measured(model: dict, rows: list[dict], x: np.ndarray) -> dict:
     """Agreement of ``model`` on ``rows`` (features ``x``, computed once)."""
-    p, partial, explained = refusal._predict([r["response"] for r in rows], None, model, x)
     pred = refusal.classify_many([r["response"] for r in rows], None, model, x)
     binary = agreement_table(two(r["kind"] for r in rows), two(pred), ("complied", "refusal"))
     out = {"n": len(rows), "refusal_vs_compliance": round(binary["accuracy"], 3),
@@ -85,13 +84,10 @@ def _r(v):
 
 
 def blind(x: np.ndarray) -> np.ndarray:
+    """The features as a caller without the request computes them."""
     x = x.copy()
-    x[:, [refusal.COLUMNS.index("prompt_similarity"), refusal.COLUMNS.index("prompt_known")]] = 0
+    x[:, [refusal.COLUMNS.index(c) for c in refusal._REQUEST_COLUMNS]] = 0
     return x
-
-
-def fitted(rows: list[dict], x: np.ndarray, c: float) -> dict:
-    return fit_rows(rows, x, c)
 
 
 def main() -> None:
@@ -105,13 +101,13 @@ def main() -> None:
     featurised = time.perf_counter() - t0
     idx = lambda pred: np.asarray([i for i, r in enumerate(rows) if pred(r)], dtype=int)
     sel = lambda ids: ([rows[i] for i in ids], x[ids])
-    held = idx(lambda r: r["source"] == "ours" and r.get("split") == "held")
-    train = idx(lambda r: not (r["source"] == "ours" and r.get("split") == "held"))
+    held = idx(is_held_back)
+    train = idx(lambda r: not is_held_back(r))
     out: dict = {"rows": {s: int(sum(r["source"] == s for r in rows))
                           for s in ("gpt4", "llama2orig", "ours", "styles")},
                  "held_back_rows": len(held), "c": args.c}
 
-    shipped = fitted(*sel(train), args.c)
+    shipped = fit_rows(*sel(train), args.c)
     h_rows, h_x = sel(held)
     out["held_back_ours"] = measured(shipped, h_rows, h_x)
     out["held_back_ours_without_request"] = measured(shipped, h_rows, blind(h_x))
@@ -126,8 +122,7 @@ def main() -> None:
 
     out["xstest_cross_validated"] = {}
     for a, b in (("gpt4", "llama2orig"), ("llama2orig", "gpt4")):
-        model = fitted(*sel(idx(lambda r, b=b: r["source"] != b and not (
-            r["source"] == "ours" and r.get("split") == "held"))), args.c)
+        model = fit_rows(*sel(idx(lambda r, b=b: r["source"] != b and not is_held_back(r))), args.c)
         out["xstest_cross_validated"][f"fit {a} + ours → test {b}"] = measured(
             model, *sel(idx(lambda r, b=b: r["source"] == b)))
         test_rows = [r for r in rows if r["source"] == b]
@@ -137,8 +132,7 @@ def main() -> None:
 
     out["leave_one_style_out"] = {}
     for style in sorted({r["style"] for r in rows if r["source"] == "styles"}):
-        model = fitted(*sel(idx(lambda r, s=style: r.get("style") != s and not (
-            r["source"] == "ours" and r.get("split") == "held"))), args.c)
+        model = fit_rows(*sel(idx(lambda r, s=style: r.get("style") != s and not is_held_back(r))), args.c)
         m = measured(model, *sel(idx(lambda r, s=style: r.get("style") == s)))
         out["leave_one_style_out"][style] = {k: m[k] for k in (
             "n", "refusal_vs_compliance", "three_classes") if k in m}

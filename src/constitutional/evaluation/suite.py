@@ -34,11 +34,10 @@ from ..records import Chunk, RunStore, provenance, run_chunks, write_jsonl
 from .elo import elo
 from .harm import judge_harm_some, violation_table
 from .metrics import mcnemar, paired_shift, wilson
-from .refusal import classify_many
+from .refusal import REFUSED, classify_many
 
 SETS = ("harmful", "borderline", "helpful")
 CLASSES = ("complied", "refused_explained", "refused_evasive")
-REFUSED = ("refused_explained", "refused_evasive")
 
 HELPFULNESS = Constitution(name="helpfulness", version="1", principles=[Principle(
     id="HELP-01", name="Helpfulness", categories=["general"], priority=1,
