@@ -1,9 +1,15 @@
 """A fault-injecting HTTP proxy on loopback, for tests: it forwards requests to an
 upstream server, but a seeded share of them gets a 500, is dropped (the connection closed
-with no answer) or is delayed past the client's timeout before being forwarded."""
+with no answer) or is delayed past the client's timeout before being forwarded.
+
+Which requests fail is decided by the seed, the request's body and how many times that
+body has been seen, never by arrival order: with concurrent clients the order changes
+from run to run, and a test that counts on a stage failing part-way (or finishing after
+a few reruns) would otherwise pass or fail by chance."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import socket
 import threading
@@ -19,7 +25,8 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self.rates = (fail, drop, delay)
         self.delay_s = delay_s
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self.seen: dict[str, int] = {}
         self.lock = threading.Lock()
         self.counts = {"forwarded": 0, "500": 0, "dropped": 0, "delayed": 0}
         proxy = self
@@ -32,8 +39,10 @@ class FaultProxy:
 
             def _handle(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                key = hashlib.sha256(body).hexdigest()
                 with proxy.lock:
-                    x = proxy.rng.random()
+                    proxy.seen[key] = attempt = proxy.seen.get(key, 0) + 1
+                x = random.Random(f"{proxy.seed}:{key}:{attempt}").random()
                 fail, drop, delay = proxy.rates
                 if x < fail:
                     proxy._count("500")
