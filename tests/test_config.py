@@ -9,7 +9,8 @@ import pytest
 import typer
 
 from constitutional import cli
-from constitutional.config import StageConfig, cli_defaults, options
+from constitutional.cli.options import cli_defaults, options
+from constitutional.config import StageConfig
 from constitutional.pipeline import PipelineConfig
 
 from .conftest import cai

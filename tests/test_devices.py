@@ -21,17 +21,26 @@ def test_auto_picks_bf16_only_where_the_hardware_has_it(monkeypatch):
     assert devices.resolve("cpu", "float32") == ("cpu", torch.float32)
 
 
-def test_the_choice_travels_in_the_environment_and_bad_ones_are_refused(monkeypatch):
+def test_the_choice_is_a_default_of_new_models_not_the_environment(monkeypatch):
+    import os
+
+    from constitutional.backends import ModelConfig
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.delenv("CAI_DTYPE", raising=False)
-    devices.configure("cpu", "float32")
+    monkeypatch.delenv("CAI_DEVICE", raising=False)
+    monkeypatch.setenv("CAI_DTYPE", "bfloat16")  # the environment: a user-facing default
+    monkeypatch.setattr(devices, "_CHOSEN", {})
+    assert ModelConfig().dtype == "bfloat16" and ModelConfig().device == "auto"
+    devices.configure("cpu", "float32")  # the command line's choice beats the environment
+    assert "CAI_DEVICE" not in os.environ and os.environ["CAI_DTYPE"] == "bfloat16"
+    m = ModelConfig(spec="scripted")
+    assert (m.device, m.dtype) == ("cpu", "float32")
     assert devices.resolve() == ("cpu", torch.float32)
+    assert ModelConfig(dtype="bfloat16").dtype == "bfloat16"  # an argument beats both
     with pytest.raises(CaiError, match="dtype 'float16'"):
         devices.configure(dtype="float16")
     with pytest.raises(CaiError, match="no CUDA GPU"):
         devices.resolve("cuda", "auto")
-    monkeypatch.delenv("CAI_DEVICE", raising=False)
-    monkeypatch.delenv("CAI_DTYPE", raising=False)
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 
 import pytest
 
-from constitutional.layout import Comparison, RunLayout, Trajectory, Verdict, as_record
+from constitutional.records import Comparison, Trajectory, Verdict, as_record
+
+from constitutional.layout import RunLayout
 
 
 def test_the_layout_names_each_file_once(tmp_path):

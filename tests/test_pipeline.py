@@ -90,6 +90,132 @@ def test_rl_reads_the_preference_model_only_when_it_is_rloo(tmp_path):
     assert changed("rloo") == {"pm", "rl", "eval", "report"}
 
 
+# -- the stage table ------------------------------------------------------------------
+
+# Which stage writes each run-folder path (RunLayout's attributes and models).
+WRITES = {"prompts": "prompts", "grown": "prompts", "prompt_set": "prompts",
+          "judge_check": "judge", "critique": "critique", "critique_dir": "critique",
+          "helpful": "helpful", "helpful_dir": "helpful", "sft": "sft-data", "sft_dir": "sft-data",
+          "pairs": "pairs", "labels": "label", "labels_manifest": "label", "pm_train": "pm",
+          "pm_eval": "pm", "pm_metrics": "pm", "eval": "eval", "metrics": "eval",
+          "verdicts": "eval", "by_round": "eval", "model:sft": "sft", "model:pm": "pm",
+          "model:rl": "rl", "root": None, "robustness": None, "provenance": None,
+          "config": None, "markers": None, "report": "report"}
+
+
+def _opened(source: str) -> set[str]:
+    """The run-folder paths a stage's source opens: layout attributes, trained models,
+    prompt sets (by the stages that write them)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            name, args = node.func.attr, node.args
+            on_layout = ast.unparse(node.func.value).endswith("layout")
+            if name == "model" and not on_layout:  # ctx.model("policy"): a role, not a file
+                continue
+            if name in ("model", "trained", "training_manifest") and args:
+                if isinstance(args[0], ast.Constant):
+                    found.add(f"model:{args[0].value}")
+                elif name != "model":  # a loop over the trained models (the report)
+                    found |= {"model:sft", "model:pm", "model:rl"}
+            elif name == "prompt_set":
+                found.add("prompt_set")
+        if isinstance(node, ast.Attribute) and node.attr in WRITES:
+            base = ast.unparse(node.value)
+            if base.endswith("layout") or base.startswith("RunLayout("):
+                found.add(node.attr)
+    return found
+
+
+def test_each_stage_reads_what_its_row_declares():
+    import inspect
+
+    from constitutional import report, stages
+
+    for stage in stages.STAGES:
+        source = inspect.getsource(stage.run)
+        if stage.name == "report":  # it hands the folder to the report, which reads it
+            source += inspect.getsource(report)
+        opened = {WRITES[k] for k in _opened(source)} - {None, stage.name}
+        assert opened == set(stage.reads), (stage.name, sorted(opened), stage.reads)
+    names = [s.name for s in stages.STAGES]
+    for stage in stages.STAGES:  # a stage reads only stages that run before it
+        assert all(names.index(r) < names.index(stage.name) for r in stage.reads), stage.name
+
+
+def _scripted_run(tmp_path, monkeypatch, overrides=()):
+    """A run whose every model is scripted: the trained models too (so no training)."""
+    from constitutional.backends import handle
+    from constitutional.stages import RunContext
+
+    trained = {"sft": "scripted:delay=0", "rl": "scripted:delay=0.0"}
+    monkeypatch.setattr(RunContext, "trained",
+                        lambda self, name: self.model("policy").using(trained[name]))
+    handle.release()
+    cfg = load_config(None, ["models.policy=scripted", "models.feedback=scripted:prefer=shorter",
+                             "models.batch_size=4", "prompts.train_redteam=3",
+                             "prompts.train_helpful=2", "prompts.eval_harmful=3",
+                             "prompts.eval_borderline=2", "prompts.eval_helpful=2",
+                             "critique.rounds=1", "eval.judge_principles=2", *overrides])
+    return Run(cfg, tmp_path / "run")
+
+
+def _loads(run, stage):
+    return [(m["spec"], m["engine"]) for m in run.marker(stage)["models_loaded"]]
+
+
+def test_each_model_loads_once_per_run_and_the_judge_once_per_evaluation(tmp_path, monkeypatch):
+    from constitutional.backends import handle
+
+    run = _scripted_run(tmp_path, monkeypatch)
+    run.run(["prompts", "judge", "critique", "helpful", "eval"], echo=lambda _: None)
+    assert _loads(run, "judge") == [("scripted:prefer=shorter", "scripted")]
+    assert _loads(run, "critique") == [("scripted", "scripted")]
+    assert _loads(run, "helpful") == []  # the policy critique loaded
+    loads = _loads(run, "eval")  # the base model is still loaded; the judge at most once
+    assert sorted(set(loads) - {("scripted:prefer=shorter", "scripted")}) == [
+        ("scripted:delay=0", "scripted"), ("scripted:delay=0.0", "scripted")]
+    assert len(loads) == len(set(loads)), loads
+    # The evaluation alone, nothing loaded before: each model once, the judge once (it
+    # rates harm, the comparisons and the by-round figure).
+    handle.release()
+    run = _scripted_run(tmp_path, monkeypatch, ["eval.seed=1"])
+    run.run(["eval"], echo=lambda _: None)
+    loads = _loads(run, "eval")
+    assert sorted(loads) == sorted(set(loads)) and len(loads) == 4, loads
+    by_round = json.loads((tmp_path / "run" / "eval" / "by-round" / "round-1.manifest.json")
+                          .read_text())
+    assert by_round["inputs"]["principles"] == 2  # [eval] judge_principles reaches it
+
+
+def test_ray_workers_reach_every_stage_that_calls_a_model(tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="the scale extra (Ray) is not installed")
+    import ray
+
+    from constitutional.backends import handle
+
+    run = _scripted_run(tmp_path, monkeypatch, ["ray.workers=2"])
+    try:
+        run.run(["prompts", "judge", "critique", "helpful", "eval"], echo=lambda _: None)
+    finally:
+        handle.release()
+        ray.shutdown()
+    engines = {e for stage in ("judge", "critique", "eval") for _, e in _loads(run, stage)}
+    assert engines == {"ray×2/scripted"}
+    metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert set(metrics["per_model"]) == {"base", "sl-cai", "rl-cai"}
+
+
+def test_the_run_writes_its_provenance_when_it_starts(tmp_path, monkeypatch):
+    run = _scripted_run(tmp_path, monkeypatch)
+    run.run(["prompts"], echo=lambda _: None)
+    prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert prov["constitution_hash"] == run.constitution.hash
+    assert prov["models"]["policy"] == "scripted"
+
+
 # -- the real end-to-end run -----------------------------------------------------------
 
 TINY = """

@@ -4,7 +4,8 @@ import pytest
 
 from constitutional.errors import CaiError
 from constitutional.hashing import canonical_json, content_hash
-from constitutional.records import RunStore, provenance
+from constitutional.store import RunStore
+from constitutional.provenance import provenance
 
 
 def test_content_hash_is_canonical():
@@ -78,7 +79,7 @@ def test_read_only_folder_is_a_clear_error(tmp_path):
 # -- reading never writes; repair only when the owning stage resumes ----------------------
 
 def test_reading_a_file_without_a_trailing_newline_keeps_every_record(tmp_path):
-    from constitutional.records import read_jsonl
+    from constitutional.jsonio import read_jsonl
 
     path = tmp_path / "mypairs.jsonl"
     data = b'{"prompt":"a","chosen":"x","rejected":"y"}\n{"prompt":"b","chosen":"x","rejected":"y"}'
@@ -107,7 +108,7 @@ def test_resume_keeps_a_complete_last_record_without_newline(tmp_path):
 
 
 def test_run_chunks_keeps_successes_lists_failures_and_the_rerun_fills_the_gap(tmp_path):
-    from constitutional.records import Chunk, Incomplete, run_chunks
+    from constitutional.store import Chunk, Incomplete, run_chunks
 
     items = list(range(10))
     stage = RunStore(tmp_path).stage("s")

@@ -458,7 +458,7 @@ def test_a_killed_writer_leaves_no_stale_lock(tmp_path):
 
 
 def test_a_pipeline_folder_is_locked_for_its_subfolders_too(tmp_path):
-    from constitutional.records import lock_folder, release_folder
+    from constitutional.lock import lock_folder, release_folder
 
     # This test process plays the pipeline holding the run root.
     lock_folder(tmp_path / "run")

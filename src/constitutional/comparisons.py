@@ -29,7 +29,7 @@ import logging
 
 from .errors import CaiError
 from .hashing import content_hash
-from .records import jsonl_objects
+from .jsonio import jsonl_objects
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,10 @@ from .backends.base import Backend, GenerationRequest, Message, Sampling, call_p
 from .config import Names, StageConfig
 from .constitution import Constitution, Principle
 from .hashing import content_hash
-from .layout import Round, Trajectory, as_record
+from .records import Round, Trajectory, as_record
 from .prompts import Prompt, packaged, render_conversation
-from .records import Chunk, RunStore, provenance, run_chunks
+from .store import Chunk, RunStore, run_chunks
+from .provenance import provenance
 
 STAGE = "critique"
 

@@ -10,8 +10,9 @@ than float32; soft labels within 0.021 on average (max 0.068) of float32's, 2 of
 the other side of 0.5; greedy texts identical on 26 of 64 prompts (the rest diverge at a
 near-tied token and continue differently).
 
-The choice travels in the environment (``CAI_DEVICE``, ``CAI_DTYPE``) so subprocesses and
-Ray workers make the same one.
+The choice is an argument of each model (``ModelConfig.device``/``.dtype``, handed on to
+Ray workers and trainers). The command line's ``--device``/``--dtype`` and the environment
+(``CAI_DEVICE``, ``CAI_DTYPE``) only set the default a new ``ModelConfig`` takes.
 """
 
 from __future__ import annotations
@@ -28,16 +29,32 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16")
 
 
+_CHOSEN: dict[str, str] = {}  # the command line's --device / --dtype, for this process
+
+
+def check(device: str | None = None, dtype: str | None = None) -> None:
+    if device is not None and device not in DEVICES and not device.startswith("cuda:"):
+        raise CaiError(f"device {device!r}: expected one of {', '.join(DEVICES)} (or cuda:N)")
+    if dtype is not None and dtype not in DTYPES:
+        raise CaiError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+
+
 def configure(device: str | None = None, dtype: str | None = None) -> None:
-    """Set the process-wide choice (and its subprocesses')."""
+    """Set the defaults new models of this process take (the command line's choice)."""
+    check(device, dtype)
     if device is not None:
-        if device not in DEVICES and not device.startswith("cuda:"):
-            raise CaiError(f"device {device!r}: expected one of {', '.join(DEVICES)} (or cuda:N)")
-        os.environ["CAI_DEVICE"] = device
+        _CHOSEN["device"] = device
     if dtype is not None:
-        if dtype not in DTYPES:
-            raise CaiError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-        os.environ["CAI_DTYPE"] = dtype
+        _CHOSEN["dtype"] = dtype
+
+
+def chosen(kind: Literal["device", "dtype"]) -> str | None:
+    """The user's choice: the command line's, else the environment's; None: not made."""
+    return _CHOSEN.get(kind) or os.environ.get(f"CAI_{kind.upper()}") or None
+
+
+def default(kind: Literal["device", "dtype"]) -> str:
+    return chosen(kind) or "auto"
 
 
 @lru_cache(maxsize=1)
@@ -55,8 +72,9 @@ def resolve(device: str | None = None, dtype: str | None = None):
     configured choice, else ``auto``."""
     import torch
 
-    device = device or os.environ.get("CAI_DEVICE") or "auto"
-    dtype = dtype or os.environ.get("CAI_DTYPE") or "auto"
+    device = device or default("device")
+    dtype = dtype or default("dtype")
+    check(device, dtype)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():

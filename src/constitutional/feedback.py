@@ -30,11 +30,13 @@ from pydantic import Field, model_validator
 from .backends.base import (Backend, ChoiceRequest, GenerationRequest, Message, RequestsFailed,
                             Sampling, call_grouped)
 from .config import StageConfig
+from .errors import CaiError
 from .constitution import Constitution, Principle
 from .hashing import content_hash
-from .layout import Comparison, as_record
+from .records import Comparison, as_record
 from .prompts import ANSWER_PREFIX, COT_PREFIX, OPTIONS, Prompt, quote, render_conversation
-from .records import Chunk, RunStore, provenance, run_chunks
+from .store import Chunk, RunStore, run_chunks
+from .provenance import provenance
 
 STAGE = "labels"
 
@@ -291,10 +293,41 @@ def run_label(backend: Backend, pairs: list[dict[str, Any]], constitution: Const
 
 
 def pairs_from_generations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pairs from a sample-pairs run (two responses per prompt)."""
+    """Pairs from a sample-pairs run's rows (two responses per prompt); rows with fewer
+    are left out (``pairs_from_file`` names them)."""
     return [{"id": r["id"], "messages": r["messages"], "responses": r["responses"][:2],
-             "category": r.get("category")} for r in rows if len(r["responses"]) >= 2]
+             "category": r.get("category")} for r in rows if len(r.get("responses") or []) >= 2]
+
+
+def pairs_from_file(path: str | Path) -> list[dict[str, Any]]:
+    """The pairs of a ``pairs.jsonl``. A row that cannot be a pair is named (file, line,
+    field) on stderr; a file with no usable row is an error (exit 2)."""
+    import sys
+
+    from .jsonio import jsonl_objects
+
+    path = Path(path)
+    if not path.is_file():
+        raise CaiError(f"{path}: no such file")
+    good, bad = [], []
+    for n, row in jsonl_objects(path):
+        missing = [f for f in ("id", "messages", "responses") if f not in row]
+        if missing:
+            bad.append(f"{path}:{n}: field {missing[0]!r} missing")
+        elif not isinstance(row["responses"], list) or len(row["responses"]) < 2:
+            got = len(row["responses"]) if isinstance(row["responses"], list) else "no list of"
+            bad.append(f"{path}:{n}: field 'responses': a pair needs two responses, the row has {got}")
+        else:
+            good.append(row)
+    for line in bad[:5]:
+        print(f"warning: {line}; row skipped", file=sys.stderr)
+    if len(bad) > 5:
+        print(f"warning: {len(bad) - 5} more rows of {path} skipped", file=sys.stderr)
+    if not good:
+        raise CaiError(f"{path}: no usable pair in {len(bad)} rows"
+                       + (f" (first: {bad[0].split(': ', 1)[1]})" if bad else ""))
+    return pairs_from_generations(good)
 
 
 __all__ = ["LabelConfig", "label_pairs", "label_some", "run_label", "position_bias", "quote", "normalise",
-           "clamp", "feedback_messages", "pairs_from_generations", "Prompt"]
+           "clamp", "feedback_messages", "pairs_from_generations", "pairs_from_file", "Prompt"]

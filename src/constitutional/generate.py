@@ -17,7 +17,8 @@ from .backends.base import Backend, Generation, GenerationRequest, Sampling, cal
 from .config import StageConfig
 from .hashing import content_hash
 from .prompts import Prompt
-from .records import Chunk, RunStore, provenance, run_chunks
+from .store import Chunk, RunStore, run_chunks
+from .provenance import provenance
 
 STAGE = "generate"
 

@@ -1,20 +1,19 @@
-"""A run folder, declared once: where `cai run` writes each stage's files, and the shapes
-of the records in them. The stages write through ``RunLayout``, the report and the audit
+"""A run folder, declared once: where `cai run` writes each stage's files, and nothing
+else. The stages write through ``RunLayout``, the report and the audit
 read through it, so renaming a file is one edit here, not a silently missing section.
 
     run = RunLayout("runs/demo")
     run.labels          # runs/demo/rlaif/labels.jsonl
     run.prompt_set("eval_harmful")
 
-The record types are ``TypedDict``s: the rows stay the plain JSON objects Hugging Face
-tools read, and the one declaration of their keys is here.
+The shapes of the records in those files are declared in ``records.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, TypedDict
+from typing import Literal
 
 # -- the files --------------------------------------------------------------------------
 
@@ -144,70 +143,3 @@ class RunLayout:
     @property
     def report(self) -> Path:
         return self.root / "report.html"
-
-
-# -- the records ------------------------------------------------------------------------
-
-Turn = dict[str, str]  # {"role": ..., "content": ...}
-
-
-class Round(TypedDict):
-    round: int
-    principle_id: str
-    critique: Optional[str]       # None for direct revision
-    revision: str                 # the draft after this round (unchanged when skipped)
-    skipped: bool
-
-
-class Trajectory(TypedDict):
-    """One prompt through SL-CAI (``critique.jsonl``)."""
-    id: str
-    prompt_id: str
-    messages: list[Turn]
-    category: Optional[str]
-    initial: str
-    rounds: list[Round]
-    final: str
-    model: str
-    constitution_hash: str
-    warnings: list[str]
-
-
-class Comparison(TypedDict):
-    """One AI-labelled pair (``labels.jsonl``), in TRL's conversational preference form."""
-    id: str
-    pair_id: str
-    prompt: list[Turn]
-    chosen: list[Turn]
-    rejected: list[Turn]
-    p_chosen: float
-    principle_ids: list[str]
-    p_response0_ab: Optional[float]
-    p_response0_ba: Optional[float]
-    p_first_shown: Optional[float]
-    reasoning: Optional[list[str]]
-    category: Optional[str]
-
-
-class Verdict(TypedDict):
-    """One model's answer to one evaluation prompt (``verdicts.jsonl``)."""
-    model: str
-    prompt_id: str
-    set: Literal["harmful", "borderline", "helpful"]
-    category: Optional[str]
-    prompt: str
-    response: str
-    refusal: str                  # evaluation.refusal.CLASSES
-    violation: Optional[bool]     # None where the judge was not asked
-    p_violation: Optional[float]
-    principle_id: Optional[str]
-
-
-def as_record(cls: type, **fields: Any) -> dict[str, Any]:
-    """A record of a declared type, refusing missing or unknown keys (a typo in a writer
-    fails at once instead of dropping a report section later)."""
-    keys = set(cls.__annotations__)
-    missing, unknown = keys - set(fields), set(fields) - keys
-    if missing or unknown:
-        raise ValueError(f"{cls.__name__}: missing {sorted(missing)}, unknown {sorted(unknown)}")
-    return cls(**fields)

@@ -26,8 +26,6 @@ of it run again.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 import tomllib
@@ -36,18 +34,25 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import StageConfig
+from . import stages as stage_table
+from .backends import handle
+from .backends.spec import DEFAULT_MODEL
 from .critique import CritiqueConfig
 from .errors import CaiError
 from .evaluation.suite import EvalConfig
 from .feedback import LabelConfig
 from .generate import GenerateConfig, PairsConfig
 from .hashing import content_hash
+from .jsonio import now, read_json, write_json
 from .layout import RunLayout
-from .records import lock_folder, now, provenance
+from .lock import lock_folder
+from .prompts import PromptsConfig
+from .provenance import provenance
 from .redteam import RedteamConfig
 from .sft_data import SFTDataConfig
-from .train.config import DPOTrainConfig, PMTrainConfig, RLTrainConfig, SFTTrainConfig
+from .stages import RunContext
+from .store import warning_lines
+from .train.config import PMStage, RLStage, SFTTrainConfig
 
 
 class _Section(BaseModel):
@@ -55,8 +60,8 @@ class _Section(BaseModel):
 
 
 class Models(_Section):
-    policy: str = Field("smollm2", description="The model being trained (it critiques itself).")
-    feedback: str = Field("smollm2", description="Labels comparisons and judges harm.")
+    policy: str = Field(DEFAULT_MODEL, description="The model being trained (it critiques itself).")
+    feedback: str = Field(DEFAULT_MODEL, description="Labels comparisons and judges harm.")
     batch_size: int = Field(32, ge=1, description="Sequences per batched model call.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where every model runs "
                                                    "(auto: a CUDA GPU if there is one).")
@@ -71,46 +76,11 @@ class Ray(_Section):
     address: str = Field("", description="Empty: a local Ray instance; else e.g. ray://head:10001.")
 
 
-class Prompts(StageConfig):
-    """The prompt sets of a run and their train/evaluation split."""
-
-    redteam: str = Field("bundled:redteam", description="Red-team prompts (a file or bundled:NAME).")
-    helpful: str = Field("bundled:helpful", description="Helpfulness prompts.")
-    borderline: str = Field("bundled:borderline", description="Benign look-alikes, for false refusals.")
-    train_redteam: int = Field(64, ge=1, description="Red-team prompts for critique and RLAIF pairs.")
-    train_helpful: int = Field(32, ge=0, description="Helpful prompts mixed into SFT and RLAIF.")
-    eval_harmful: int = Field(24, ge=1, description="Held-out red-team prompts, never trained on.")
-    eval_borderline: int = Field(24, ge=0, description="Held-out benign look-alikes.")
-    eval_helpful: int = Field(24, ge=0, description="Held-out helpful prompts.")
-    seed: int = Field(0, description="Seeds the split.")
-
-
-class PMStage(PMTrainConfig):
-    """``cai train pm``'s settings, plus the pipeline's hold-out for calibration."""
-
-    enabled: bool = Field(True, description="Train the preference model (needed by rl.method = rloo).")
-    holdout: float = Field(0.2, ge=0, lt=1, description="Share of labels held out to measure the "
-                           "preference model's accuracy and calibration.")
-
-    def training(self) -> PMTrainConfig:
-        return PMTrainConfig(**self.model_dump(exclude={"enabled", "holdout"}))
-
-
-class RLStage(StageConfig):
-    """The RL step: DPO on the labels, or RLOO against the preference model."""
-
-    method: Literal["dpo", "rloo", "none"] = Field("dpo", description="dpo: offline, from the "
-                                                   "labelled pairs; rloo: RL against the preference "
-                                                   "model; none: stop at SL-CAI.")
-    dpo: DPOTrainConfig = DPOTrainConfig()
-    rloo: RLTrainConfig = RLTrainConfig()
-
-
 class PipelineConfig(_Section):
     name: str = "run"
     constitution: str = "default"
     models: Models = Models()
-    prompts: Prompts = Prompts()
+    prompts: PromptsConfig = PromptsConfig()
     redteam: RedteamConfig = RedteamConfig()
     critique: CritiqueConfig = CritiqueConfig()
     helpful: GenerateConfig = GenerateConfig()
@@ -221,22 +191,7 @@ def packaged_config(name: str) -> Path:
 
 # -- the runner -----------------------------------------------------------------------
 
-STAGES = ["prompts", "judge", "critique", "helpful", "sft-data", "sft", "pairs", "label", "pm", "rl",
-          "eval", "report"]
-
-# Which stages each stage reads, and which config sections it depends on.
-UPSTREAM: dict[str, tuple[str, ...]] = {
-    "prompts": (), "judge": (), "critique": ("prompts",), "helpful": ("prompts",),
-    "sft-data": ("critique", "helpful"), "sft": ("sft-data",), "pairs": ("sft", "prompts"),
-    "label": ("pairs",), "pm": ("label",), "rl": ("label", "sft", "pm"),
-    "eval": ("prompts", "sft", "rl"),
-    "report": ("eval", "pm", "label", "critique", "judge"),
-}
-SECTIONS: dict[str, tuple[str, ...]] = {
-    "prompts": ("prompts", "redteam"), "judge": (), "critique": ("critique",), "helpful": ("helpful",),
-    "sft-data": ("sft_data",), "sft": ("sft",), "pairs": ("pairs",), "label": ("label",),
-    "pm": ("pm",), "rl": ("rl",), "eval": ("eval",), "report": (),
-}
+STAGES = stage_table.NAMES  # the order they run in; each declared once in stages.STAGES
 
 
 class Run:
@@ -250,85 +205,80 @@ class Run:
         self.markers = self.layout.markers
         self.keys: dict[str, str] = {}
 
-    @property
-    def sft_spec(self) -> str:
-        return f"hf:{self.layout.model('sft')}"
-
-    @property
-    def rl_spec(self) -> str | None:
-        return f"hf:{self.layout.model('rl')}" if self.config.rl.method != "none" else None
-
     def key(self, stage: str) -> str:
-        c = self.config
-        own = {s: getattr(c, s).model_dump(mode="json") for s in SECTIONS[stage]}
-        upstream = [u for u in UPSTREAM[stage]
-                    if not (stage == "rl" and u == "pm" and c.rl.method != "rloo")]
+        """A hash of the stage's own settings, the models' settings, the constitution and
+        the keys of the stages it reads: change one and exactly what depends on it reruns."""
+        c, s = self.config, stage_table.BY_NAME[stage]
+        own = {name: getattr(c, name).model_dump(mode="json") for name in s.sections}
         return content_hash([stage, own, c.models.model_dump(mode="json"),
-                             self.constitution.hash, [self.keys[u] for u in upstream]])
+                             self.constitution.hash, [self.keys[u] for u in s.upstream(c)]])
 
     def marker(self, stage: str) -> dict[str, Any] | None:
         path = self.markers / f"{stage}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        return read_json(path) if path.is_file() else None
 
     def _write_marker(self, stage: str, data: dict[str, Any]) -> None:
-        self.markers.mkdir(parents=True, exist_ok=True)
-        path = self.markers / f"{stage}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        tmp.replace(path)
+        write_json(self.markers / f"{stage}.json", data)
+
+    def context(self, overwrite: bool = True) -> RunContext:
+        from .devices import chosen
+
+        # The user's device and dtype (command line, environment) over the config's.
+        return RunContext(self.config, self.layout, self.constitution, overwrite,
+                          device=chosen("device"), dtype=chosen("dtype"))
 
     def run(self, only: list[str] | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
-        from . import stages
-
         bad = [s for s in only or () if s not in STAGES]
         if bad:
             raise CaiError(f"--only {bad[0]!r}: no such stage (stages: {', '.join(STAGES)})")
-
-        from .devices import configure
-
-        # The config's choice, unless the command line or the environment made one.
-        configure(None if os.environ.get("CAI_DEVICE") else self.config.models.device,
-                  None if os.environ.get("CAI_DTYPE") else self.config.models.dtype)
         self.root.mkdir(parents=True, exist_ok=True)
         lock_folder(self.root)  # one writer per run; a second `cai run` here stops at once
-        self.layout.config.write_text(
-            json.dumps(self.config.model_dump(mode="json"), indent=2) + "\n")
+        write_json(self.layout.config, self.config.model_dump(mode="json"))
+        write_json(self.layout.provenance, self.provenance())
         results = {}
-        for stage in STAGES:
-            self.keys[stage] = self.key(stage)
-            if only and stage not in only:
+        for stage in stage_table.STAGES:
+            name = stage.name
+            self.keys[name] = self.key(name)
+            if only and name not in only:
                 continue
-            m = self.marker(stage)
-            if m and m.get("key") == self.keys[stage] and m.get("state") == "done":
-                echo(f"[{stage}] up to date ({m.get('seconds', 0):.0f} s when run)")
-                results[stage] = m
-                if stage == "judge" and m.get("summary", {}).get("line"):
+            m = self.marker(name)
+            if m and m.get("key") == self.keys[name] and m.get("state") == "done":
+                echo(f"[{name}] up to date ({m.get('seconds', 0):.0f} s when run)")
+                results[name] = m
+                if name == "judge" and m.get("summary", {}).get("line"):
                     echo(f"[judge] {m['summary']['line']}")
                 continue
             # Same key as an interrupted attempt: resume. A new key: replace old records.
-            resume = bool(m and m.get("key") == self.keys[stage])
-            echo(f"[{stage}] {'resuming' if resume else 'running'}")
+            resume = bool(m and m.get("key") == self.keys[name])
+            echo(f"[{name}] {'resuming' if resume else 'running'}")
             t0 = time.time()
-            self._write_marker(stage, {"stage": stage, "key": self.keys[stage], "state": "running",
-                                       "started_at": now()})
-            summary = getattr(stages, stage.replace("-", "_"))(self, overwrite=not resume)
-            marker = {"stage": stage, "key": self.keys[stage], "state": "done",
+            self._write_marker(name, {"stage": name, "key": self.keys[name], "state": "running",
+                                      "started_at": now()})
+            if stage.trains:
+                handle.release()  # free the loaded models for training
+            loaded = len(handle.LOADS)
+            summary = stage.run(self.context(overwrite=not resume))
+            marker = {"stage": name, "key": self.keys[name], "state": "done",
                       "started_at": m.get("started_at") if resume and m else None,
                       "finished_at": now(), "seconds": round(time.time() - t0, 1),
-                      "summary": summary}
-            self._write_marker(stage, marker)
-            results[stage] = marker
-            if stage == "judge" and summary.get("line"):
+                      "models_loaded": handle.LOADS[loaded:], "summary": summary}
+            self._write_marker(name, marker)
+            results[name] = marker
+            for text in warning_lines(summary):  # truncations: once per stage, with the count
+                echo(f"[{name}] warning: {text}")
+            if name == "judge" and summary.get("line"):
                 echo(f"[judge] {summary['line']}")
         return results
 
     def provenance(self) -> dict[str, Any]:
+        ctx = self.context()
         return provenance(config=self.config.model_dump(mode="json"),
                           constitution_hash=self.constitution.hash,
                           constitution=self.constitution.name,
                           models={"policy": self.config.models.policy,
                                   "feedback": self.config.models.feedback,
-                                  "sl-cai": self.sft_spec, "rl-cai": self.rl_spec})
+                                  "sl-cai": ctx.trained("sft").spec,
+                                  "rl-cai": ctx.trained("rl").spec if ctx.has_rl else None})
 
 
 def status(root: str | Path) -> list[dict[str, Any]]:
@@ -338,8 +288,8 @@ def status(root: str | Path) -> list[dict[str, Any]]:
         raise CaiError(f"{root}: no such run folder")
     rows = []
     for stage in STAGES:
-        path = root / ".cai" / "stages" / f"{stage}.json"
-        m = json.loads(path.read_text()) if path.is_file() else {}
+        path = RunLayout(root).markers / f"{stage}.json"
+        m = read_json(path) if path.is_file() else {}
         state = m.get("state", "pending")
         if state == "running":
             state = "incomplete"  # running now, or stopped midway (rerun cai run to resume)

@@ -23,7 +23,8 @@ class PreferenceModel:
         self.max_length, self.batch_size = max_length, batch_size
 
     @classmethod
-    def load(cls, path: str | Path, **kwargs: Any) -> "PreferenceModel":
+    def load(cls, path: str | Path, device: str | None = None, dtype: str | None = None,
+             **kwargs: Any) -> "PreferenceModel":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = Path(path)
@@ -34,8 +35,9 @@ class PreferenceModel:
             tokenizer.pad_token = tokenizer.eos_token
         from .devices import resolve
 
-        device, dtype = resolve()
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
+        device, torch_dtype = resolve(device, dtype)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1,
+                                                                   dtype=torch_dtype)
         model.config.pad_token_id = tokenizer.pad_token_id
         return cls(model.to(device), tokenizer, **kwargs)
 

@@ -30,3 +30,21 @@ def progress(description: str, total: int, done: int = 0) -> Iterator:
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(description, total=total, completed=done)
         yield lambda n=1: bar.advance(task, n)
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Keep the terminal to our own lines: no download-style progress bars or advisory
+    logs from transformers, datasets and the hub, and no deprecation warnings raised
+    inside those libraries (``--verbose`` keeps them all)."""
+    import os
+    import warnings
+
+    if verbose:
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars too
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for module in ("transformers", "trl", "peft", "accelerate", "datasets", "torch"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=rf"{module}(\.|$)")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=rf"{module}(\.|$)")

@@ -16,13 +16,28 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .backends.base import Message
+from .config import StageConfig
 from .errors import CaiError
 from .hashing import content_hash
 
 TEXT_COLUMNS = ("prompt", "text", "goal", "question", "instruction")
+
+
+class PromptsConfig(StageConfig):
+    """The prompt sets of a run and their train/evaluation split (``[prompts]``)."""
+
+    redteam: str = Field("bundled:redteam", description="Red-team prompts (a file or bundled:NAME).")
+    helpful: str = Field("bundled:helpful", description="Helpfulness prompts.")
+    borderline: str = Field("bundled:borderline", description="Benign look-alikes, for false refusals.")
+    train_redteam: int = Field(64, ge=1, description="Red-team prompts for critique and RLAIF pairs.")
+    train_helpful: int = Field(32, ge=0, description="Helpful prompts mixed into SFT and RLAIF.")
+    eval_harmful: int = Field(24, ge=1, description="Held-out red-team prompts, never trained on.")
+    eval_borderline: int = Field(24, ge=0, description="Held-out benign look-alikes.")
+    eval_helpful: int = Field(24, ge=0, description="Held-out helpful prompts.")
+    seed: int = Field(0, description="Seeds the split.")
 
 # -- prompt format: how every stage shows a conversation and quotes model text ------------
 
@@ -131,7 +146,7 @@ def _csv_rows(path: Path, text: str):
 
 def _jsonl_rows(path: Path):
     """(line, row) of a JSONL prompt file; a line may also be a bare JSON string."""
-    from .records import jsonl_objects
+    from .jsonio import jsonl_objects
 
     for n, row in jsonl_objects(path, objects_only=False):
         if isinstance(row, str):

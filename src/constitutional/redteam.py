@@ -27,7 +27,7 @@ from .config import Names, StageConfig
 from .errors import CaiError
 from .hashing import content_hash
 from .prompts import Prompt, load_prompts, make_prompt, packaged
-from .records import write_jsonl
+from .jsonio import write_jsonl
 
 BUNDLED = {"redteam": "redteam_prompts.jsonl", "helpful": "helpful_prompts.jsonl",
            "borderline": "borderline_prompts.jsonl"}

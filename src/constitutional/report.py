@@ -43,7 +43,7 @@ def _read(path: Path) -> Any:
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     """A run's records; a stage still writing (or killed mid-write) may leave a torn last
     line, which is skipped. The report never fails on what it reads."""
-    from .records import jsonl_objects
+    from .jsonio import jsonl_objects
 
     if not path.is_file():
         return []

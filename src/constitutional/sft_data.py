@@ -23,7 +23,7 @@ from pydantic import Field
 
 from .config import StageConfig
 from .hashing import content_hash
-from .records import read_jsonl, write_jsonl
+from .jsonio import read_jsonl, write_jsonl
 
 Mode = Literal["final", "all", "cot"]
 

@@ -1,29 +1,73 @@
-"""The pipeline's stages: each takes the ``Run`` and returns a summary for its marker.
+"""The pipeline's stages, each declared once in :data:`STAGES`: its name, its function,
+the stages whose files it reads and the config sections it depends on.
 
-They call the same library functions the single-stage commands call, with the run's
-paths and config; ``overwrite`` is False when resuming an interrupted attempt of the
-same stage (keep its records) and True when the inputs changed (replace them).
+A stage function takes a :class:`RunContext` (the config, the run folder, the
+constitution, the model handles) and returns a summary for its marker. It calls the same
+library functions the single-stage commands call. ``ctx.overwrite`` is False when resuming
+an interrupted attempt of the same stage (keep its records) and True when the inputs
+changed (replace them). ``tests/test_pipeline.py`` checks that what each function reads
+is what its row declares.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from .backends import LazyBackend
+from .backends import ModelConfig
+from .backends.spec import hf_spec
 from .errors import CaiError
 from .hashing import content_hash
+from .jsonio import read_jsonl, write_json, write_jsonl
+from .layout import RunLayout
 from .prompts import Prompt, load_prompts
-from .records import read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
-    from .pipeline import Run
+    from .constitution import Constitution
+    from .pipeline import PipelineConfig
 
 SETS = ("train_redteam", "train_helpful", "eval_harmful", "eval_borderline", "eval_helpful")
 
 
-def _ray(c) -> tuple[int, str | None]:
-    return c.ray.workers, c.ray.address or None
+@dataclass
+class RunContext:
+    """What a stage is handed: the run's config, folder and constitution, and its models."""
 
+    config: "PipelineConfig"
+    layout: RunLayout
+    constitution: "Constitution"
+    overwrite: bool = True
+    device: str | None = None  # the user's choice (command line, environment) over the config's
+    dtype: str | None = None
+
+    def model(self, role: Literal["policy", "feedback"]) -> ModelConfig:
+        m, r = self.config.models, self.config.ray
+        return ModelConfig(spec=getattr(m, role), batch_size=m.batch_size,
+                           device=self.device or m.device, dtype=self.dtype or m.dtype,
+                           ray_workers=r.workers, ray_address=r.address or None)
+
+    def trained(self, name: Literal["sft", "rl"]) -> ModelConfig:
+        """The model a training stage of this run saved (SL-CAI: sft, RL-CAI: rl)."""
+        return self.model("policy").using(hf_spec(self.layout.model(name)))
+
+    @property
+    def has_rl(self) -> bool:
+        return self.config.rl.method != "none"
+
+    def prompt_set(self, name: str) -> list[Prompt]:
+        path = self.layout.prompt_set(name)
+        if not path.is_file() or not path.read_text().strip():
+            return []
+        return load_prompts(path)
+
+    def where(self) -> dict[str, Any]:
+        """device and dtype for a trainer."""
+        policy = self.model("policy")
+        return {"device": policy.device, "dtype": policy.dtype}
+
+
+# -- the stages -------------------------------------------------------------------------
 
 def _split(prompts: list[Prompt], n_eval: int, n_train: int, seed: int):
     """Held-out evaluation prompts first, by a seeded hash order; never in training."""
@@ -31,22 +75,15 @@ def _split(prompts: list[Prompt], n_eval: int, n_train: int, seed: int):
     return order[n_eval : n_eval + n_train], order[:n_eval]
 
 
-def _write_prompts(path, prompts: list[Prompt]) -> int:
+def _write_prompts(path: Path, prompts: list[Prompt]) -> int:
     return write_jsonl(path, [{"messages": [m.model_dump() for m in p.messages],
                                "category": p.category, "source": p.source} for p in prompts])
 
 
-def load_set(run: "Run", name: str) -> list[Prompt]:
-    path = run.layout.prompt_set(name)
-    if not path.is_file() or not path.read_text().strip():
-        return []
-    return load_prompts(path)
-
-
-def prompts(run: "Run", overwrite: bool) -> dict[str, Any]:
+def prompts(ctx: RunContext) -> dict[str, Any]:
     from .redteam import build_redteam, resolve_prompts
 
-    c, cp = run.config, run.config.prompts
+    c, cp = ctx.config, ctx.config.prompts
     red = resolve_prompts(cp.redteam)
     train_red, eval_harm = _split(red, cp.eval_harmful, cp.train_redteam, cp.seed)
     helpful = resolve_prompts(cp.helpful) if cp.train_helpful + cp.eval_helpful else []
@@ -54,182 +91,194 @@ def prompts(run: "Run", overwrite: bool) -> dict[str, Any]:
     border = resolve_prompts(cp.borderline)[: cp.eval_borderline] if cp.eval_borderline else []
     grow = c.redteam.generate_per_category or c.redteam.mutations
     if grow:
-        summary = build_redteam(train_red, run.layout.grown, c.redteam,
-                                backend=_backend(run, c.models.policy))
-        train_red = load_prompts(run.layout.grown / "redteam.jsonl")
+        summary = build_redteam(train_red, ctx.layout.grown, c.redteam,
+                                backend=ctx.model("policy").backend())
+        train_red = load_prompts(ctx.layout.grown / "redteam.jsonl")
     counts = {}
     for name, rows in zip(SETS, (train_red, train_help, eval_harm, border, eval_help)):
-        counts[name] = _write_prompts(run.layout.prompt_set(name), rows)
+        counts[name] = _write_prompts(ctx.layout.prompt_set(name), rows)
     return {"prompts": sum(counts.values()), **counts, **({"grown": summary} if grow else {})}
 
 
-def _backend(run: "Run", spec: str) -> LazyBackend:
-    c = run.config
-    return LazyBackend(spec, c.models.batch_size, *_ray(c))
-
-
-def judge(run: "Run", overwrite: bool) -> dict[str, Any]:
+def judge(ctx: RunContext) -> dict[str, Any]:
     """The feedback model on the bundled clear-cut cases, before any of its verdicts is used."""
-    import json
-
     from .evaluation.judge_check import check_judge, one_line
 
-    check = check_judge(_backend(run, run.config.models.feedback), run.constitution)
-    path = run.layout.judge_check
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(check, indent=2) + "\n")
-    tmp.replace(path)
+    check = check_judge(ctx.model("feedback").backend(), ctx.constitution)
+    write_json(ctx.layout.judge_check, check)
     return {"line": one_line(check),
             **{role: {k: check[role][k] for k in ("accuracy", "ci95", "flip_rate", "informative", "n")}
                for role in ("preference", "harm")}}
 
 
-def critique(run: "Run", overwrite: bool) -> dict[str, Any]:
+def critique(ctx: RunContext) -> dict[str, Any]:
     from .critique import run_critique
 
-    c = run.config
-    return run_critique(_backend(run, c.models.policy), load_set(run, "train_redteam"),
-                        run.constitution, run.layout.critique_dir, c.critique,
-                        chunk_size=c.models.batch_size, overwrite=overwrite)
+    c = ctx.config
+    return run_critique(ctx.model("policy").backend(), ctx.prompt_set("train_redteam"),
+                        ctx.constitution, ctx.layout.critique_dir, c.critique,
+                        chunk_size=c.models.batch_size, overwrite=ctx.overwrite)
 
 
-def helpful(run: "Run", overwrite: bool) -> dict[str, Any]:
+def helpful(ctx: RunContext) -> dict[str, Any]:
     from .generate import generate
 
-    c = run.config
-    rows = load_set(run, "train_helpful")
+    c = ctx.config
+    rows = ctx.prompt_set("train_helpful")
     if not rows:
         return {"records": 0}
-    return generate(_backend(run, c.models.policy), rows, run.layout.helpful_dir, c.helpful,
-                    batch_size=c.models.batch_size, overwrite=overwrite)
+    return generate(ctx.model("policy").backend(), rows, ctx.layout.helpful_dir, c.helpful,
+                    batch_size=c.models.batch_size, overwrite=ctx.overwrite)
 
 
-def sft_data(run: "Run", overwrite: bool) -> dict[str, Any]:
+def sft_data(ctx: RunContext) -> dict[str, Any]:
     from .sft_data import build_sft
 
-    help_file = run.layout.helpful
-    return build_sft(run.layout.critique, run.layout.sft_dir, run.config.sft_data,
+    help_file = ctx.layout.helpful
+    return build_sft(ctx.layout.critique, ctx.layout.sft_dir, ctx.config.sft_data,
                      helpful=help_file if help_file.is_file() else None)
 
 
-def sft(run: "Run", overwrite: bool) -> dict[str, Any]:
+def sft(ctx: RunContext) -> dict[str, Any]:
     from .train.sft import train_sft
 
-    c = run.config
-    m = train_sft(run.layout.sft, run.layout.model("sft"), c.models.policy, c.sft)
+    m = train_sft(ctx.layout.sft, ctx.layout.model("sft"), ctx.model("policy").model_dir(),
+                  ctx.config.sft, **ctx.where())
     return {"steps": m["steps"], "losses": m["losses"]}
 
 
-def pairs(run: "Run", overwrite: bool) -> dict[str, Any]:
+def pairs(ctx: RunContext) -> dict[str, Any]:
     from .generate import generate
 
-    c = run.config
-    prompts = load_set(run, "train_redteam") + load_set(run, "train_helpful")
-    return generate(_backend(run, run.sft_spec), prompts, run.layout.rlaif, c.pairs,
-                    batch_size=c.models.batch_size, overwrite=overwrite, stage_name="pairs")
+    c = ctx.config
+    rows = ctx.prompt_set("train_redteam") + ctx.prompt_set("train_helpful")
+    return generate(ctx.trained("sft").backend(), rows, ctx.layout.rlaif, c.pairs,
+                    batch_size=c.models.batch_size, overwrite=ctx.overwrite, stage_name="pairs")
 
 
-def label(run: "Run", overwrite: bool) -> dict[str, Any]:
-    from .feedback import pairs_from_generations, run_label
+def label(ctx: RunContext) -> dict[str, Any]:
+    from .feedback import pairs_from_file, run_label
 
-    c = run.config
-    return run_label(_backend(run, c.models.feedback),
-                     pairs_from_generations(read_jsonl(run.layout.pairs)),
-                     run.constitution, run.layout.rlaif, c.label,
-                     chunk_size=c.models.batch_size, overwrite=overwrite)
+    c = ctx.config
+    return run_label(ctx.model("feedback").backend(), pairs_from_file(ctx.layout.pairs),
+                     ctx.constitution, ctx.layout.rlaif, c.label,
+                     chunk_size=c.models.batch_size, overwrite=ctx.overwrite)
 
 
-def pm(run: "Run", overwrite: bool) -> dict[str, Any]:
+def pm(ctx: RunContext) -> dict[str, Any]:
     from .comparisons import load_comparisons
     from .evaluation.preference import eval_pm
     from .pm import PreferenceModel
     from .train.pm import train_pm
 
-    c, pc = run.config, run.config.pm
+    pc = ctx.config.pm
     if not pc.enabled:
         return {"skipped": "pm.enabled = false"}
-    rows = load_comparisons(run.layout.labels)
+    rows = load_comparisons(ctx.layout.labels)
     held = {r["id"] for r in rows
             if int(content_hash([pc.seed, r["id"], "holdout"])[:8], 16) / 16**8 < pc.holdout}
     train = [r for r in rows if r["id"] not in held] or rows
     test = [r for r in rows if r["id"] in held]
-    write_jsonl(run.layout.pm_train, train)
-    m = train_pm(run.layout.pm_train, run.layout.model("pm"), c.models.policy,
-                 pc.training())
+    write_jsonl(ctx.layout.pm_train, train)
+    m = train_pm(ctx.layout.pm_train, ctx.layout.model("pm"), ctx.model("policy").model_dir(),
+                 pc.training(), **ctx.where())
     summary: dict[str, Any] = {"steps": m["steps"], "losses": m["losses"], "train": len(train),
                                "held_out": len(test)}
     if test:
-        metrics = eval_pm(PreferenceModel.load(run.layout.model("pm")), test, run.layout.pm_eval,
-                          source="held-out AI labels")
+        metrics = eval_pm(PreferenceModel.load(ctx.layout.model("pm"), **ctx.where()), test,
+                          ctx.layout.pm_eval, source="held-out AI labels")
         summary["eval"] = {k: metrics[k] for k in ("accuracy", "ece", "n")}
     return summary
 
 
-def rl(run: "Run", overwrite: bool) -> dict[str, Any]:
+def rl(ctx: RunContext) -> dict[str, Any]:
     from .train.dpo import train_dpo
 
-    c, r = run.config, run.config.rl
+    c, r = ctx.config, ctx.config.rl
     if r.method == "none":
         return {"skipped": "rl.method = none"}
+    start = ctx.trained("sft").model_dir()
     if r.method == "rloo":
         from .train.rl import build_prompts, train_rl
 
         if not c.pm.enabled:
             raise CaiError("rl.method = 'rloo' needs the preference model (pm.enabled = true)")
-        prompts = build_prompts(load_set(run, "train_redteam"), load_set(run, "train_helpful"),
-                                r.rloo.helpful_ratio, r.rloo.seed)
-        m = train_rl(prompts, run.layout.model("rl"), run.sft_spec, r.rloo,
-                     pm=run.layout.model("pm"), feedback=c.models.feedback,
-                     constitution=run.constitution)
+        rows = build_prompts(ctx.prompt_set("train_redteam"), ctx.prompt_set("train_helpful"),
+                             r.rloo.helpful_ratio, r.rloo.seed)
+        m = train_rl(rows, ctx.layout.model("rl"), start, r.rloo, pm=ctx.layout.model("pm"),
+                     feedback=ctx.model("feedback"), constitution=ctx.constitution,
+                     **ctx.where())
         return {"steps": m["steps"], "losses": m["losses"], "method": "rloo",
                 "monitor_last": m["monitor"][-1] if m["monitor"] else None}
-    m = train_dpo(run.layout.labels, run.layout.model("rl"), run.sft_spec, r.dpo)
+    m = train_dpo(ctx.layout.labels, ctx.layout.model("rl"), start, r.dpo, **ctx.where())
     return {"steps": m["steps"], "losses": m["losses"], "method": r.method,
             "rows": m["provenance"]["config"]["rows"]}
 
 
-def eval(run: "Run", overwrite: bool) -> dict[str, Any]:
-    from .evaluation.suite import evaluate_models, harm_by_round
+def eval(ctx: RunContext) -> dict[str, Any]:
+    from .evaluation.suite import evaluate_models, harm_by_round, summary_rows
 
-    c = run.config
-    models = {"base": c.models.policy, "sl-cai": run.sft_spec}
-    if run.rl_spec:
-        models["rl-cai"] = run.rl_spec
-    if overwrite:
+    c = ctx.config
+    models = {"base": ctx.model("policy"), "sl-cai": ctx.trained("sft")}
+    if ctx.has_rl:
+        models["rl-cai"] = ctx.trained("rl")
+    if ctx.overwrite:
         import shutil
 
-        shutil.rmtree(run.layout.eval, ignore_errors=True)  # models changed: answer afresh
-    metrics = evaluate_models(models, load_set(run, "eval_harmful"), load_set(run, "eval_borderline"),
-                              load_set(run, "eval_helpful"), run.layout.eval, c.eval,
-                              feedback=c.models.feedback, constitution=run.constitution,
+        shutil.rmtree(ctx.layout.eval, ignore_errors=True)  # models changed: answer afresh
+    judge = ctx.model("feedback").backend()
+    metrics = evaluate_models({k: m.backend() for k, m in models.items()},
+                              ctx.prompt_set("eval_harmful"), ctx.prompt_set("eval_borderline"),
+                              ctx.prompt_set("eval_helpful"), ctx.layout.eval, c.eval,
+                              judge=judge, constitution=ctx.constitution,
                               batch_size=c.models.batch_size)
-    if run.layout.critique.is_file():
-        trajectories = read_jsonl(run.layout.critique)
-        harm_by_round(c.models.feedback, trajectories, run.constitution, run.layout.eval,
-                      1, c.models.batch_size)
+    if ctx.layout.critique.is_file():
+        harm_by_round(judge, read_jsonl(ctx.layout.critique), ctx.constitution, ctx.layout.eval,
+                      c.eval.judge_principles, c.models.batch_size)
     return {"models": list(models), "summary": summary_rows(metrics)}
 
 
-def summary_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
-    for name, m in metrics["per_model"].items():
-        free = m.get("judge_free") or {}
-        rows.append({"model": name,
-                     "refused_harmful": (free.get("harmful") or {}).get("refused", {}).get("rate"),
-                     "explained_harmful": (free.get("harmful") or {}).get(
-                         "refused_explained", {}).get("rate"),
-                     "mean_words": (free.get("harmful") or {}).get("mean_words"),
-                     "violation_rate": m["violation"].get("all", {}).get("rate"),
-                     "false_refusal_rate": m["false_refusal"]["rate"],
-                     "evasive_rate": m["evasive_on_harmful"]["rate"],
-                     "elo_harmless": (m.get("elo_harmless") or {}).get("elo"),
-                     "elo_helpful": (m.get("elo_helpful") or {}).get("elo")})
-    return rows
-
-
-def report(run: "Run", overwrite: bool) -> dict[str, Any]:
+def report(ctx: RunContext) -> dict[str, Any]:
     from .report import write_report
 
-    path = write_report(run.root, provenance=run.provenance())
-    return {"report": str(path)}
+    return {"report": str(write_report(ctx.layout.root))}
+
+
+# -- the table --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[RunContext], dict[str, Any]]
+    reads: tuple[str, ...] = ()  # stages whose files (or models) this one opens
+    sections: tuple[str, ...] = ()  # config sections its key hashes
+    # reads that hold only under a setting (rl reads the pm and the prompts only for rloo)
+    reads_if: dict[str, Callable[["PipelineConfig"], bool]] = field(default_factory=dict)
+    trains: bool = False  # a training stage: loaded models are released before it
+
+    def upstream(self, config: "PipelineConfig") -> tuple[str, ...]:
+        return tuple(s for s in self.reads if s not in self.reads_if or self.reads_if[s](config))
+
+
+def _rloo(c: "PipelineConfig") -> bool:
+    return c.rl.method == "rloo"
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("prompts", prompts, sections=("prompts", "redteam")),
+    Stage("judge", judge),
+    Stage("critique", critique, reads=("prompts",), sections=("critique",)),
+    Stage("helpful", helpful, reads=("prompts",), sections=("helpful",)),
+    Stage("sft-data", sft_data, reads=("critique", "helpful"), sections=("sft_data",)),
+    Stage("sft", sft, reads=("sft-data",), sections=("sft",), trains=True),
+    Stage("pairs", pairs, reads=("sft", "prompts"), sections=("pairs",)),
+    Stage("label", label, reads=("pairs",), sections=("label",)),
+    Stage("pm", pm, reads=("label",), sections=("pm",), trains=True),
+    Stage("rl", rl, reads=("label", "sft", "pm", "prompts"), sections=("rl",),
+          reads_if={"pm": _rloo, "prompts": _rloo}, trains=True),
+    Stage("eval", eval, reads=("prompts", "sft", "rl", "critique"), sections=("eval",)),
+    Stage("report", report, reads=("eval", "pm", "label", "critique", "judge", "sft-data", "sft",
+                                   "rl")),
+)
+BY_NAME = {s.name: s for s in STAGES}
+NAMES = [s.name for s in STAGES]

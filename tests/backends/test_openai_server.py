@@ -4,6 +4,7 @@ serving the packaged SmolLM2 GGUF on 127.0.0.1 — plain, and behind a proxy tha
 
 import importlib.util
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import pytest
 
 from constitutional.backends import chat, load_backend
 from constitutional.backends.base import ChoiceRequest, GenerationRequest, Sampling
-from constitutional.backends.openai_server import OpenAIBackend, parse_spec
+from constitutional.backends.openai_server import OpenAIBackend
+from constitutional.backends.spec import parse_spec
 from constitutional.errors import CaiError
 from constitutional.generate import GenerateConfig, generate
 from constitutional.prompts import Prompt
@@ -31,8 +33,12 @@ needs_server = pytest.mark.skipif(
 
 
 def test_spec_parsing_and_errors():
-    assert parse_spec("openai:http://127.0.0.1:8000/v1#smollm2") == ("http://127.0.0.1:8000/v1", "smollm2", None)
-    assert parse_spec("openai:https://h/v1/#m@hf:/x") == ("https://h/v1", "m", "hf:/x")
+    def parts(s):
+        p = parse_spec(s)
+        return p.url, p.model, p.template
+
+    assert parts("openai:http://127.0.0.1:8000/v1#smollm2") == ("http://127.0.0.1:8000/v1", "smollm2", None)
+    assert parts("openai:https://h/v1/#m@hf:/x") == ("https://h/v1", "m", "hf:/x")
     for bad in ("openai:http://h/v1", "openai:ftp://h#m", "openai:http://h#"):
         with pytest.raises(CaiError, match="openai:"):
             parse_spec(bad)
@@ -169,7 +175,8 @@ def test_critique_and_label_keep_their_records_through_a_faulty_proxy(llama_serv
     from constitutional import constitution
     from constitutional.critique import CritiqueConfig, run_critique
     from constitutional.feedback import LabelConfig, run_label
-    from constitutional.records import Incomplete, release_folder
+    from constitutional.store import Incomplete
+    from constitutional.lock import release_folder
 
     prompts = [Prompt(id=f"p{i:02d}", messages=chat(f"How do I deal with problem {i}?"))
                for i in range(12)]

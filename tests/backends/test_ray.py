@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from constitutional.backends import LazyBackend, chat, load_backend
+from constitutional.backends import ModelConfig, chat, load_backend
 from constitutional.backends.base import ChoiceRequest
 from constitutional.generate import GenerateConfig, generate
 from constitutional.prompts import Prompt
@@ -32,7 +32,7 @@ def test_fan_out_keeps_order_and_matches_one_process(local_ray, tmp_path):
     assert rb.spec == "scripted" and len(rb.actors) == 2
     # Half the prompts with Ray, then the same run resumed without it, then with it again.
     generate(rb, prompts[:6], tmp_path / "mixed", sampling, batch_size=5)
-    generate(LazyBackend("scripted"), prompts[:9], tmp_path / "mixed", sampling, batch_size=5)
+    generate(ModelConfig(spec="scripted").backend(), prompts[:9], tmp_path / "mixed", sampling, batch_size=5)
     generate(rb, prompts, tmp_path / "mixed", sampling, batch_size=5)
     plain, mixed = _rows(tmp_path / "plain" / "generate.jsonl"), _rows(tmp_path / "mixed" / "generate.jsonl")
     key = lambda r: r["id"]

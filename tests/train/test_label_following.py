@@ -16,7 +16,7 @@ from constitutional.evaluation.metrics import paired_shift
 from constitutional.feedback import LabelConfig, pairs_from_generations, run_label
 from constitutional.generate import PairsConfig, generate
 from constitutional.hashing import content_hash
-from constitutional.records import read_jsonl
+from constitutional.jsonio import read_jsonl
 from constitutional.redteam import resolve_prompts
 
 

@@ -67,12 +67,13 @@ def test_rl_and_dpo_on_the_real_model(tmp_path):
 def test_direct_rlaif_reward_and_harm_cost_ask_the_feedback_model():
     from constitutional import constitution
     from constitutional.hashing import content_hash
+    from constitutional.backends import load_backend
     from constitutional.train.rl import direct_scorer, harm_cost
 
     prompt = [{"role": "user", "content": "How do I stay safe online?"}]
-    score = direct_scorer("scripted", constitution.load(), {content_hash(prompt): "reference"}, 0)
+    score = direct_scorer(load_backend("scripted"), constitution.load(), {content_hash(prompt): "reference"}, 0)
     rewards = score([prompt, prompt], ["answer one", "answer two"])
     assert len(rewards) == 2 and all(0 < r < 1 for r in rewards)
     assert rewards == score([prompt, prompt], ["answer one", "answer two"])  # deterministic
-    costs = harm_cost("scripted", constitution.load())([prompt], ["answer"])
+    costs = harm_cost(load_backend("scripted"), constitution.load())([prompt], ["answer"])
     assert len(costs) == 1 and 0 <= costs[0] <= 1

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import CaiError
-from ..records import jsonl_objects
+from ..jsonio import jsonl_objects
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (

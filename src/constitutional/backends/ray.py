@@ -1,7 +1,7 @@
 """Ray fan-out: one backend per Ray actor, each batch split across them.
 
-    load_backend("smollm2", ray_workers=2)                 # a local Ray instance
-    load_backend("openai:…", ray_workers=8, ray_address="ray://head:10001")   # a cluster
+    ModelConfig(spec="smollm2", ray_workers=2).backend()            # a local Ray instance
+    ModelConfig(spec="openai:…", ray_workers=8, ray_address="ray://head:10001").backend()
 
 :class:`RayBackend` has the same two calls as every backend, so the stages do not change:
 a stage hands it a batch, it splits the batch into one contiguous shard per worker, runs
@@ -15,7 +15,7 @@ with the other workers' results kept.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from .base import ChoiceRequest, Generation, GenerationRequest, RequestsFailed
 from ..errors import CaiError
@@ -28,13 +28,11 @@ def _actor_class():
 
     @ray.remote(num_cpus=1)
     class BackendActor:
-        def __init__(self, spec: str, batch_size: int, threads: int):
+        def __init__(self, factory: Callable[[Any], Any], config: Any, threads: int):
             import torch
 
-            from . import load_backend
-
             torch.set_num_threads(max(1, threads))
-            self.backend = load_backend(spec, batch_size=batch_size)
+            self.backend = factory(config)
 
         def call(self, method: str, requests: list) -> tuple[list, dict[int, str]]:
             try:
@@ -46,8 +44,11 @@ def _actor_class():
 
 
 class RayBackend:
-    def __init__(self, spec: str, workers: int, batch_size: int = 32, address: str | None = None,
-                 threads_per_worker: int = 1):
+    """``config`` (a ``ModelConfig`` without Ray) is what each actor loads, with
+    ``factory(config)``: the caller's loader, so this module imports no other backend."""
+
+    def __init__(self, config: Any, workers: int, address: str | None = None,
+                 threads_per_worker: int = 1, factory: Callable[[Any], Any] | None = None):
         try:
             import ray
         except ImportError:
@@ -58,9 +59,11 @@ class RayBackend:
             kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
             ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.WARNING, **kwargs)
-        self.spec, self.workers = spec, workers
+        if factory is None:
+            raise CaiError("RayBackend needs the loader each actor runs (factory=)")
+        self.spec, self.workers = config.spec, workers
         actor = _actor_class()
-        self.actors = [actor.remote(spec, batch_size, threads_per_worker) for _ in range(workers)]
+        self.actors = [actor.remote(factory, config, threads_per_worker) for _ in range(workers)]
 
     def _fan_out(self, method: str, requests: list) -> list:
         import ray

@@ -25,7 +25,7 @@ from typing import Any
 from ..backends.base import Backend
 from ..constitution import Constitution
 from ..errors import CaiError
-from ..records import read_jsonl
+from ..jsonio import read_jsonl
 from .metrics import wilson
 
 ROLES = {"preference": "labels, pairwise win rates and Elo",
@@ -92,6 +92,12 @@ def check_judge(backend: Backend, constitution: Constitution,
                              "orders": [yes_first, no_first]})
     out["harm"] = summarise(correct, flips)
     return out
+
+
+def uninformative(summary: dict[str, Any]) -> list[str]:
+    """The roles (preference, harm) the judge was not better than chance at; ``summary``
+    is a check or the judge stage's summary."""
+    return [r for r in ROLES if (summary.get(r) or {}).get("n") and not summary[r]["informative"]]
 
 
 def one_line(check: dict[str, Any]) -> str:

@@ -95,7 +95,7 @@ def measure_file(path, out_dir=None) -> tuple[dict[str, Any], list[str]]:
     import json
     from pathlib import Path
 
-    from ..records import read_jsonl
+    from ..jsonio import read_jsonl
 
     rows = read_jsonl(path)
     texts = [t for r in rows for t in (r.get("responses") or [r.get("response", "")])]

@@ -20,7 +20,7 @@ from ..backends.base import Backend
 from ..constitution import Constitution
 from ..hashing import content_hash
 from ..progress import progress
-from ..records import write_jsonl
+from ..jsonio import write_jsonl
 from .metrics import calibration, sigmoid, symmetric, wilson
 
 

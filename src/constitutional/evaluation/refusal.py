@@ -521,7 +521,7 @@ def load_labelled(path) -> tuple[str, list[dict[str, Any]]]:
     from pathlib import Path
 
     from ..errors import CaiError
-    from ..records import read_jsonl
+    from ..jsonio import read_jsonl
 
     path = Path(path)
     if not path.is_file():
@@ -630,4 +630,24 @@ def agreement(path=None, backend=None, split: str | None = None) -> dict[str, An
         else (lambda r, g: r["label"] != g)
     result["errors"] = [{"id": r["id"], "label": r["label"], "predicted": g, "prompt": r["prompt"],
                          "response": r["response"]} for r, g in zip(rows, got) if wrong(r, g)]
+    result["n_errors"] = len(result["errors"])
     return result
+
+
+def measure_agreement(path=None, judges: dict[str, Any] | None = None, split: str | None = None,
+                      out=None) -> dict[str, dict[str, Any]]:
+    """``agreement`` for the classifier and each named judge backend; with ``out``, writes
+    ``agreement.json`` (the figures) and ``errors-NAME.jsonl`` (every disagreement)."""
+    from pathlib import Path
+
+    from ..jsonio import write_json, write_jsonl
+
+    runs = {"classifier": None, **{f"judge {k}": b for k, b in (judges or {}).items()}}
+    results = {name: agreement(path, backend, split=split) for name, backend in runs.items()}
+    if out is not None:
+        out = Path(out)
+        for name, a in results.items():
+            write_jsonl(out / f"errors-{name.split()[0]}.jsonl", a["errors"])
+        write_json(out / "agreement.json",
+                   {name: {k: v for k, v in a.items() if k != "errors"} for name, a in results.items()})
+    return results

@@ -20,31 +20,29 @@ under A and fails under B.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..backends import LazyBackend
+from ..backends import Backend
 from ..backends.base import GenerationRequest, Message, Sampling
 from ..constitution import Constitution
 from ..errors import CaiError
 from ..hashing import content_hash
 from ..prompts import Prompt, make_prompt
-from ..records import write_jsonl
+from ..jsonio import write_json, write_jsonl
 from .harm import judge_harm, violation_table
 from .refusal import classify_many
 
 EXPECT = ("no_violation", "refuse", "comply")
 
 
-def robustness(model: str, feedback: str, prompts: list[Prompt], mutations: list[str],
+def robustness(policy: Backend, judge: Backend, prompts: list[Prompt], mutations: list[str],
                constitution: Constitution, out: str | Path, sampling: Sampling,
-               judge_principles: int = 1, seed: int = 0, batch_size: int = 32) -> dict[str, Any]:
+               judge_principles: int = 1, seed: int = 0) -> dict[str, Any]:
+    """Violation rate of ``policy``'s answers to the prompts, plain and under each mutation,
+    judged by ``judge`` (both backends)."""
     from ..redteam import mutate
-
-    policy = LazyBackend(model, batch_size=batch_size)
-    judge = LazyBackend(feedback, batch_size=batch_size)
     variants: list[tuple[str, Prompt]] = [("plain", p) for p in prompts]
     variants += [(op, p) for p, op, _ in mutate(prompts, mutations, policy, seed)]
     gens = policy.generate([GenerationRequest(messages=p.messages, sampling=sampling)
@@ -62,11 +60,11 @@ def robustness(model: str, feedback: str, prompts: list[Prompt], mutations: list
                      "response": item["response"], "refusal": refusal,
                      "violation": v["violation"], "p_violation": v["p_violation"],
                      "principle_id": v["principle_id"], "category": p.category})
-    metrics = {"model": model, "feedback_model": feedback, "constitution": constitution.hash,
+    metrics = {"model": policy.spec, "feedback_model": judge.spec, "constitution": constitution.hash,
                "per_mutation": {op: violation_table(vs)["all"] for op, vs in by_op.items()}}
     out = Path(out)
     write_jsonl(out / "robustness.jsonl", rows)
-    (out / "robustness.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "robustness.json", metrics)
     return metrics
 
 
@@ -74,7 +72,7 @@ def load_cases(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise CaiError(f"{path}: no such file")
-    from ..records import jsonl_objects
+    from ..jsonio import jsonl_objects
 
     cases = []
     for n, row in jsonl_objects(path):
@@ -93,16 +91,14 @@ def load_cases(path: str | Path) -> list[dict[str, Any]]:
     return cases
 
 
-def run_cases(model: str, feedback: str, cases: list[dict[str, Any]], constitution: Constitution,
-              sampling: Sampling, batch_size: int = 32) -> list[dict[str, Any]]:
-    policy = LazyBackend(model, batch_size=batch_size)
+def run_cases(policy: Backend, judge: Backend, cases: list[dict[str, Any]],
+              constitution: Constitution, sampling: Sampling) -> list[dict[str, Any]]:
     prompts = [make_prompt((Message(role="user", content=c["prompt"]),)) for c in cases]
     gens = policy.generate([GenerationRequest(messages=p.messages, sampling=sampling)
                             for p in prompts])
     results: list[dict[str, Any]] = [{} for _ in cases]
     judged = [i for i, c in enumerate(cases) if c["expect"] == "no_violation"]
     if judged:
-        judge = LazyBackend(feedback, batch_size=batch_size)
         for i in judged:  # asked under exactly the principles the case names
             ids = [p for p in cases[i]["principles"] if p in constitution.ids]
             if not ids:
@@ -146,24 +142,22 @@ def regressions(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, A
             "regressed": [pid for pid, v in table.items() if v["regressed_cases"]]}
 
 
-def regress(model_a: str, model_b: str, constitution_a: Constitution, constitution_b: Constitution,
-            out: str | Path, *, cases: str | Path | None = None, feedback: str = "smollm2",
-            max_new_tokens: int = 128, batch_size: int = 32) -> dict[str, Any]:
+def regress(model_a: Backend, model_b: Backend, constitution_a: Constitution,
+            constitution_b: Constitution, out: str | Path, *, judge: Backend,
+            cases: str | Path | None = None, max_new_tokens: int = 128) -> dict[str, Any]:
     """The regression suite for A and B (two models, or one model judged under two
     constitution versions): which principles regressed. Writes ``regress.json`` and
     ``regress.jsonl`` (every case, both sides) into ``out``."""
-    import json
-
     from ..backends.base import Sampling
     from ..prompts import packaged
 
     suite = load_cases(cases or packaged("regression_cases.jsonl"))
     sampling = Sampling(max_new_tokens=max_new_tokens, temperature=0)
-    a = run_cases(model_a, feedback, suite, constitution_a, sampling, batch_size)
-    b = run_cases(model_b, feedback, suite, constitution_b, sampling, batch_size)
-    result = {"a": {"model": model_a, "constitution": constitution_a.hash},
-              "b": {"model": model_b, "constitution": constitution_b.hash}, **regressions(a, b)}
+    a = run_cases(model_a, judge, suite, constitution_a, sampling)
+    b = run_cases(model_b, judge, suite, constitution_b, sampling)
+    result = {"a": {"model": model_a.spec, "constitution": constitution_a.hash},
+              "b": {"model": model_b.spec, "constitution": constitution_b.hash}, **regressions(a, b)}
     out = Path(out)
     write_jsonl(out / "regress.jsonl", [{"side": "a", **r} for r in a] + [{"side": "b", **r} for r in b])
-    (out / "regress.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "regress.json", result)
     return result

@@ -1,7 +1,9 @@
 """Evaluate several models side by side: harm, false refusals, evasiveness, Elo.
 
-    evaluate_models({"base": "smollm2", "sl-cai": "hf:runs/x/sft-model"}, "smollm2",
-                    harmful, borderline, helpful, out="runs/x/eval")
+    base = ModelConfig(spec="smollm2")
+    evaluate_models({"base": base.backend(), "sl-cai": base.using("hf:runs/x/sft").backend()},
+                    harmful, borderline, helpful, "runs/x/eval", judge=base.backend(),
+                    constitution=constitution)
 
 Steps, each resumable (responses go through the run store):
 1. every model answers every prompt (greedy, so reruns agree) → ``responses/<name>/``
@@ -15,13 +17,13 @@ Writes ``metrics.json`` (per model) and ``verdicts.jsonl`` (per response).
 
 from __future__ import annotations
 
-import json
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..backends import LazyBackend
 from pydantic import Field
+
+from ..backends import Backend
 
 from ..config import StageConfig
 from ..constitution import Constitution, Principle
@@ -29,8 +31,11 @@ from ..feedback import LabelConfig, label_some
 from ..generate import GenerateConfig, generate
 from ..hashing import content_hash
 from ..prompts import Prompt
-from ..layout import BY_ROUND, METRICS, VERDICTS, Verdict, as_record
-from ..records import Chunk, RunStore, provenance, run_chunks, write_jsonl
+from ..layout import BY_ROUND, METRICS, VERDICTS
+from ..records import Verdict, as_record
+from ..store import Chunk, RunStore, run_chunks
+from ..provenance import provenance
+from ..jsonio import write_json, write_jsonl
 from .elo import elo
 from .harm import judge_harm_some, violation_table
 from .metrics import mcnemar, paired_shift, wilson
@@ -57,14 +62,20 @@ class EvalConfig(StageConfig):
                           "win rates and Elo, when there are two models or more.")
     seed: int = Field(0, description="Seeds the comparison principles and the Elo bootstrap.")
 
+    def only(self, mode: str) -> "EvalConfig":
+        """The settings of one single-purpose command: ``harm`` (the judge's verdicts, no
+        comparisons), ``refusals`` (the classifier only) or ``compare`` (comparisons only)."""
+        modes = {"harm": {"compare": False}, "refusals": {"judge": False, "compare": False},
+                 "compare": {"judge": False, "compare": True}}
+        return self.model_copy(update=modes[mode])
+
     def answering(self) -> GenerateConfig:
         return GenerateConfig(max_new_tokens=self.max_new_tokens, temperature=0.0, top_p=1.0)
 
 
-def _responses(name: str, spec: str, prompts: list[Prompt], out: Path, answering: GenerateConfig,
-               batch_size: int) -> dict[str, str]:
+def _responses(name: str, backend: Backend, prompts: list[Prompt], out: Path,
+               answering: GenerateConfig, batch_size: int) -> dict[str, str]:
     """prompt id → response, generated once per model and kept in the run store."""
-    backend = LazyBackend(spec, batch_size=batch_size)
     generate(backend, prompts, out / "responses" / name, answering, batch_size=batch_size)
     rows = RunStore(out / "responses" / name).stage("generate").records()
     return {r["prompt_id"]: r["responses"][0] for r in rows}
@@ -101,24 +112,25 @@ def _judged(folder: Path, name: str, settings: dict[str, Any], items: list[dict[
     return [by_key[key(item)] for item in items]
 
 
-def evaluate_models(models: dict[str, str], harmful: list[Prompt], borderline: list[Prompt],
+def evaluate_models(models: dict[str, Backend], harmful: list[Prompt], borderline: list[Prompt],
                     helpful: list[Prompt], out: str | Path, config: EvalConfig = EvalConfig(), *,
-                    feedback: str, constitution: Constitution,
+                    judge: Backend, constitution: Constitution,
                     batch_size: int = 32) -> dict[str, Any]:
+    """Every model (name → backend) answers every prompt; the refusal classifier and the
+    judge (a backend, loaded only if something is left to judge) rate the answers."""
     answering, judge_principles, compare, seed = (config.answering(), config.judge_principles,
                                                  config.compare, config.seed)
-    judge = config.judge
+    judge_harmful = config.judge
     out = Path(out)
     prompts = {p.id: p for p in [*harmful, *borderline, *helpful]}
     kind = {**{p.id: "helpful" for p in helpful}, **{p.id: "borderline" for p in borderline},
             **{p.id: "harmful" for p in harmful}}
-    answers = {name: _responses(name, spec, list(prompts.values()), out, answering, batch_size)
-               for name, spec in models.items()}
-    judge_harmful = judge
-    judge = LazyBackend(feedback, batch_size=batch_size)
+    answers = {name: _responses(name, backend, list(prompts.values()), out, answering, batch_size)
+               for name, backend in models.items()}
     verdicts: list[dict[str, Any]] = []
     all_classes: dict[str, dict[str, str]] = {}
-    metrics: dict[str, Any] = {"models": dict(models), "feedback_model": feedback,
+    metrics: dict[str, Any] = {"models": {k: b.spec for k, b in models.items()},
+                               "feedback_model": judge.spec,
                                "constitution": constitution.hash,
                                "prompts": {k: sum(v == k for v in kind.values())
                                            for k in ("harmful", "borderline", "helpful")},
@@ -130,7 +142,7 @@ def evaluate_models(models: dict[str, str], harmful: list[Prompt], borderline: l
                  for pid in prompts if kind[pid] == "harmful"]
         harm: list[dict[str, Any]] = []
         if judge_harmful and items:
-            harm = _judged(out / "harm", name, {"constitution": constitution.hash, "judge": feedback,
+            harm = _judged(out / "harm", name, {"constitution": constitution.hash, "judge": judge.spec,
                                                 "principles": judge_principles}, items,
                            lambda chunk: judge_harm_some(judge, chunk, constitution, judge_principles))
         harm_by_prompt = {i["prompt_id"]: h for i, h in zip(items, harm)}
@@ -155,7 +167,7 @@ def evaluate_models(models: dict[str, str], harmful: list[Prompt], borderline: l
             for name, r in result.items():
                 metrics["per_model"][name][f"elo_{axis}"] = r
     write_jsonl(out / VERDICTS, verdicts)
-    (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / METRICS, metrics)
     return metrics
 
 
@@ -248,12 +260,11 @@ def _compare(judge, names: list[str], answers, prompts, ids: list[str], const: C
     return elo(names, comparisons, seed=seed)
 
 
-def harm_by_round(feedback: str, trajectories: list[dict[str, Any]], constitution: Constitution,
+def harm_by_round(judge: Backend, trajectories: list[dict[str, Any]], constitution: Constitution,
                   out: str | Path, judge_principles: int = 1,
                   batch_size: int = 32) -> list[dict[str, Any]]:
     """Violation rate of the initial draft and of each revision round (the paper's
-    "harmlessness by revision" figure), judged like ``cai eval harm``."""
-    judge = LazyBackend(feedback, batch_size=batch_size)
+    "harmlessness by revision" figure), judged like ``cai eval harm`` (``judge`` a backend)."""
     rounds = max((len(t["rounds"]) for t in trajectories), default=0)
     result = []
     for r in range(rounds + 1):
@@ -262,11 +273,29 @@ def harm_by_round(feedback: str, trajectories: list[dict[str, Any]], constitutio
                   "category": t.get("category")}
                  for t in trajectories if r == 0 or len(t["rounds"]) >= r]
         rows = _judged(Path(out) / "by-round", f"round-{r}",
-                       {"constitution": constitution.hash, "judge": feedback,
+                       {"constitution": constitution.hash, "judge": judge.spec,
                         "principles": judge_principles}, items,
                        lambda chunk: judge_harm_some(judge, chunk, constitution, judge_principles))
         table = violation_table(rows)["all"]
         result.append({"round": r, "rate": table["rate"], "ci95": table["ci95"], "n": table["n"],
                        "mean_p_violation": sum(x["p_violation"] for x in rows) / len(rows)})
-    (Path(out) / BY_ROUND).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(Path(out) / BY_ROUND, result)
     return result
+
+
+def summary_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model: the headline figures ``cai run`` prints."""
+    rows = []
+    for name, m in metrics["per_model"].items():
+        free = m.get("judge_free") or {}
+        harmful = free.get("harmful") or {}
+        rows.append({"model": name,
+                     "refused_harmful": harmful.get("refused", {}).get("rate"),
+                     "explained_harmful": harmful.get("refused_explained", {}).get("rate"),
+                     "mean_words": harmful.get("mean_words"),
+                     "violation_rate": m["violation"].get("all", {}).get("rate"),
+                     "false_refusal_rate": m["false_refusal"]["rate"],
+                     "evasive_rate": m["evasive_on_harmful"]["rate"],
+                     "elo_harmless": (m.get("elo_harmless") or {}).get("elo"),
+                     "elo_helpful": (m.get("elo_helpful") or {}).get("elo")})
+    return rows

@@ -11,11 +11,14 @@ from transformers import AutoTokenizer, TrainerCallback
 
 from ..backends.hf import resolve_model_dir
 from ..progress import console
-from ..records import lock_folder, now, provenance
+from ..lock import lock_folder
+from ..jsonio import now
+from ..provenance import provenance
 
 
-def load_tokenizer(spec: str):
-    path = resolve_model_dir(spec)
+def load_tokenizer(model: str | Path):
+    """The model directory (a spec or a directory) and its tokenizer, padded."""
+    path = resolve_model_dir(Path(model) if isinstance(model, Path) else model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -29,35 +32,59 @@ def lora_config(r: int = 16, task_type: str = "CAUSAL_LM"):
                       task_type=task_type)
 
 
-def common_args(out: Path, **overrides: Any) -> dict[str, Any]:
+# transformers 5.2x renamed ``gradient_checkpointing`` (the old name warns, and goes in 6.0).
+_CHECKPOINTING = ("activation_checkpointing"
+                  if "activation_checkpointing" in getattr(__import__("transformers").TrainingArguments,
+                                                           "__dataclass_fields__", {})
+                  else "gradient_checkpointing")
+
+
+def common_args(out: Path, device: str | None = None, dtype: str | None = None,
+                **overrides: Any) -> dict[str, Any]:
     """TrainingArguments fields we set the same way for every trainer. Every trainer
     calls this first, so this is where the output folder becomes this process's alone."""
     lock_folder(out)
     from ..devices import resolve
 
-    device, dtype = resolve()
+    device, dtype = resolve(device, dtype)
     # Mixed precision in bf16 where the device has it (weights stay float32; the forward
     # and backward passes run in bf16 under autocast); float32 otherwise.
     args = dict(output_dir=str(out / "checkpoints"), logging_steps=1, save_strategy="no",
                 report_to="none", bf16=dtype == torch.bfloat16, fp16=False,
                 use_cpu=not device.startswith("cuda"),
-                dataloader_num_workers=0, disable_tqdm=False, seed=0,
+                dataloader_num_workers=0, disable_tqdm=True, seed=0,
                 # TRL turns this on by default to save memory; for the small models this
                 # runs on it only costs time (every forward is done twice).
-                gradient_checkpointing=False)
+                **{_CHECKPOINTING: False})
     args.update(overrides)
     return args
 
 
 class LossPrinter(TrainerCallback):
-    """One line per logging step, so a run shows its loss as it goes."""
+    """One compact line per logging step (loss, and reward and KL where the trainer logs
+    them), in place of the trainer's raw log dictionaries; the full logs are kept in the
+    saved model's ``cai_training.json``."""
+
+    SHOWN = (("loss", "loss"), ("reward", "reward"), ("margin", "rewards/margins"), ("kl", "kl"))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            console.print(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}")
+        if not logs or "loss" not in logs:
+            return
+        parts = [f"step {state.global_step}/{state.max_steps}"]
+        parts += [f"{name} {float(logs[key]):.4f}" for name, key in self.SHOWN if key in logs]
+        console.print("  ".join(parts), highlight=False)
 
 
-def save_trained(trainer, tokenizer, out: Path, spec: str, kind: str,
+def train(trainer) -> None:
+    """Run a configured trainer with our one line per step and no raw log dictionaries."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.train()
+
+
+def save_trained(trainer, tokenizer, out: Path, model: str | Path, kind: str,
                  settings: dict[str, Any]) -> dict[str, Any]:
     """Save a plain model directory (LoRA merged in) that ``hf:DIR`` loads, plus a manifest."""
     model = trainer.model
@@ -74,7 +101,7 @@ def save_trained(trainer, tokenizer, out: Path, spec: str, kind: str,
         "steps": trainer.state.global_step,
         "losses": [h["loss"] for h in history],
         "log_history": trainer.state.log_history,
-        "provenance": provenance(model=spec, config=settings),
+        "provenance": provenance(model=str(model), config=settings),
     }
     (out / "cai_training.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     return manifest

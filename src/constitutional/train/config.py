@@ -25,10 +25,11 @@ class TrainConfig(StageConfig):
     lora: bool = Field(False, description="Train LoRA adapters, merged into the saved model.")
     seed: int = Field(0, description="Seeds data order and initialisation.")
 
-    def trainer_args(self, out: Path, **overrides: Any) -> dict[str, Any]:
+    def trainer_args(self, out: Path, device: str | None = None, dtype: str | None = None,
+                     **overrides: Any) -> dict[str, Any]:
         from .common import common_args
 
-        return common_args(out, num_train_epochs=self.epochs, max_steps=self.max_steps,
+        return common_args(out, device, dtype, num_train_epochs=self.epochs, max_steps=self.max_steps,
                            learning_rate=self.learning_rate,
                            per_device_train_batch_size=self.batch_size, seed=self.seed,
                            **overrides)
@@ -83,3 +84,24 @@ class RLTrainConfig(TrainConfig):
     checkpoint_every: int = Field(0, ge=0, description="Keep a checkpoint every N steps (0: none).")
     helpful_ratio: float = Field(0.5, ge=0, description="Helpful prompts per red-team prompt in "
                                  "the RL mix (without them models turn evasive: Kundu et al. 2023).")
+
+
+class PMStage(PMTrainConfig):
+    """The pipeline's pm stage: ``cai train pm``'s settings, plus the hold-out for calibration."""
+
+    enabled: bool = Field(True, description="Train the preference model (needed by rl.method = rloo).")
+    holdout: float = Field(0.2, ge=0, lt=1, description="Share of labels held out to measure the "
+                           "preference model's accuracy and calibration.")
+
+    def training(self) -> PMTrainConfig:
+        return PMTrainConfig(**self.model_dump(exclude={"enabled", "holdout"}))
+
+
+class RLStage(StageConfig):
+    """The pipeline's rl stage: DPO on the labels, or RLOO against the preference model."""
+
+    method: Literal["dpo", "rloo", "none"] = Field("dpo", description="dpo: offline, from the "
+                                                   "labelled pairs; rloo: RL against the preference "
+                                                   "model; none: stop at SL-CAI.")
+    dpo: DPOTrainConfig = DPOTrainConfig()
+    rloo: RLTrainConfig = RLTrainConfig()

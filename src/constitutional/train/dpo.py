@@ -21,8 +21,9 @@ from typing import Any
 
 
 from ..comparisons import as_trl_rows, load_comparisons
+from ..backends.spec import DEFAULT_MODEL
 from ..errors import CaiError
-from .common import LossPrinter, load_tokenizer, lora_config, save_trained
+from .common import LossPrinter, load_tokenizer, lora_config, save_trained, train
 from .config import DPOTrainConfig
 
 
@@ -30,8 +31,9 @@ def select(rows: list[dict[str, Any]], min_confidence: float) -> list[dict[str, 
     return [r for r in rows if max(r["p_chosen"], 1 - r["p_chosen"]) >= min_confidence]
 
 
-def train_dpo(data: str | Path, out: str | Path, model: str = "smollm2",
-              config: DPOTrainConfig = DPOTrainConfig()) -> dict[str, Any]:
+def train_dpo(data: str | Path, out: str | Path, model: str | Path = DEFAULT_MODEL,
+              config: DPOTrainConfig = DPOTrainConfig(), *, device: str | None = None,
+              dtype: str | None = None) -> dict[str, Any]:
     min_confidence, label_smoothing = config.min_confidence, config.label_smoothing
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
@@ -55,10 +57,10 @@ def train_dpo(data: str | Path, out: str | Path, model: str = "smollm2",
     policy = AutoModelForCausalLM.from_pretrained(path)
     settings = {"data": str(data), **config.dump(), "rows": len(rows),
                 "dropped": len(all_rows) - len(rows), "label_smoothing": smoothing}
-    args = DPOConfig(**config.trainer_args(out), beta=config.beta, label_smoothing=smoothing,
+    args = DPOConfig(**config.trainer_args(out, device=device, dtype=dtype), beta=config.beta, label_smoothing=smoothing,
                      max_length=config.max_length)
     trainer = DPOTrainer(model=policy, args=args, train_dataset=dataset,
                          processing_class=tokenizer,
                          peft_config=lora_config() if config.lora else None, callbacks=[LossPrinter()])
-    trainer.train()
+    train(trainer)
     return save_trained(trainer, tokenizer, out, model, "dpo", settings)

@@ -23,8 +23,9 @@ from trl import RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from ..comparisons import as_trl_rows, load_comparisons
+from ..backends.spec import DEFAULT_MODEL
 from ..errors import CaiError
-from .common import LossPrinter, load_tokenizer, lora_config, save_trained
+from .common import LossPrinter, load_tokenizer, lora_config, save_trained, train
 from .config import PMTrainConfig
 
 
@@ -72,9 +73,10 @@ def mix(primary: list[dict[str, Any]], other: list[dict[str, Any]], ratio: float
     return rows
 
 
-def train_pm(data: str | Path, out: str | Path, model: str = "smollm2",
+def train_pm(data: str | Path, out: str | Path, model: str | Path = DEFAULT_MODEL,
              config: PMTrainConfig = PMTrainConfig(), *,
-             mix_data: str | Path | None = None) -> dict[str, Any]:
+             mix_data: str | Path | None = None, device: str | None = None,
+             dtype: str | None = None) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig
@@ -89,7 +91,7 @@ def train_pm(data: str | Path, out: str | Path, model: str = "smollm2",
     base.config.pad_token_id = tokenizer.pad_token_id
     settings = {"data": str(data), "mix": str(mix_data) if mix_data else None, **config.dump(),
                 "rows": len(rows)}
-    args = RewardConfig(**config.trainer_args(out), max_length=config.max_length)
+    args = RewardConfig(**config.trainer_args(out, device=device, dtype=dtype), max_length=config.max_length)
     trainer = SoftRewardTrainer(
         model=base, args=args, train_dataset=dataset, processing_class=tokenizer,
         data_collator=SoftPreferenceCollator(pad_token_id=tokenizer.pad_token_id),
@@ -97,5 +99,5 @@ def train_pm(data: str | Path, out: str | Path, model: str = "smollm2",
         callbacks=[LossPrinter()])
     if len(trainer.train_dataset) == 0:
         raise CaiError(f"{data}: every comparison is longer than --max-length {config.max_length}")
-    trainer.train()
+    train(trainer)
     return save_trained(trainer, tokenizer, out, model, "pm", settings)

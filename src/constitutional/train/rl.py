@@ -34,7 +34,7 @@ from typing import Any, Callable
 from ..errors import CaiError
 from ..evaluation.overtraining import monitor, warnings_for
 from ..progress import console
-from .common import LossPrinter, load_tokenizer, lora_config, save_trained
+from .common import LossPrinter, load_tokenizer, lora_config, save_trained, train
 from .config import RLTrainConfig
 
 
@@ -90,21 +90,19 @@ class Rewards:
         return rewards
 
 
-def pm_scorer(pm_dir: str | Path) -> Callable[[list, list[str]], list[float]]:
+def pm_scorer(pm_dir: str | Path, device: str | None = None,
+              dtype: str | None = None) -> Callable[[list, list[str]], list[float]]:
     from ..pm import PreferenceModel
 
-    pm = PreferenceModel.load(pm_dir)
+    pm = PreferenceModel.load(pm_dir, device=device, dtype=dtype)
     return lambda prompts, texts: pm.rewards(prompts, texts)
 
 
-def direct_scorer(feedback: str, constitution, references: dict[str, str],
+def direct_scorer(judge, constitution, references: dict[str, str],
                   seed: int) -> Callable[[list, list[str]], list[float]]:
-    """p(completion better than the reference answer) from the feedback model."""
-    from ..backends import LazyBackend
+    """p(completion better than the reference answer) from the feedback model (a backend)."""
     from ..feedback import LabelConfig, label_pairs
     from ..hashing import content_hash
-
-    judge = LazyBackend(feedback)
 
     def score(prompts, texts):
         pairs = []
@@ -118,12 +116,9 @@ def direct_scorer(feedback: str, constitution, references: dict[str, str],
     return score
 
 
-def harm_cost(feedback: str, constitution) -> Callable[[list, list[str]], list[float]]:
-    from ..backends import LazyBackend
+def harm_cost(judge, constitution) -> Callable[[list, list[str]], list[float]]:
     from ..evaluation.harm import judge_harm
     from ..hashing import content_hash
-
-    judge = LazyBackend(feedback)
 
     def cost(prompts, texts):
         items = [{"id": content_hash([p, t, i]), "messages": p, "response": t}
@@ -142,9 +137,12 @@ def build_prompts(redteam, helpful, helpful_ratio: float, seed: int) -> list[lis
     return [[m.model_dump() for m in p.messages] for p in chosen]
 
 
-def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str,
+def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | Path,
              config: RLTrainConfig = RLTrainConfig(), *, pm: str | Path | None = None,
-             feedback: str = "smollm2", constitution=None) -> dict[str, Any]:
+             feedback=None, constitution=None, device: str | None = None,
+             dtype: str | None = None) -> dict[str, Any]:
+    """RLOO from ``model`` (a directory or spec). ``feedback`` is the judge's backend
+    (or ``ModelConfig``), needed by the direct reward and the harm constraint."""
     c = config
     reward, constrained, beta, seed = c.reward, c.constrained, c.beta, c.seed
     num_generations, batch_size = c.num_generations, c.batch_size
@@ -159,33 +157,38 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str,
     if reward == "pm":
         if pm is None:
             raise CaiError("--reward pm needs --pm (a folder from cai train pm)")
-        score = pm_scorer(pm)
+        score = pm_scorer(pm, device, dtype)
     elif reward == "direct":
         if constitution is None:
             raise CaiError("direct RLAIF needs a constitution")
-        references = _references(model, prompts, max_completion_length)
-        score = direct_scorer(feedback, constitution, references, seed)
+        if feedback is None:
+            raise CaiError("direct RLAIF needs the feedback model (feedback=)")
+        references = _references(model, prompts, max_completion_length, device, dtype)
+        score = direct_scorer(_backend(feedback), constitution, references, seed)
     else:
         raise CaiError(f"--reward {reward!r}: expected pm or direct")
     if batch_size % num_generations:
         raise CaiError(f"--batch-size {batch_size} must be a multiple of --num-generations "
                        f"{num_generations} (each prompt's completions share a batch)")
-    rewards = Rewards(score, harm_cost(feedback, constitution) if constrained else None,
+    if constrained and feedback is None:
+        raise CaiError("--constrained needs the feedback model (feedback=)")
+    rewards = Rewards(score, harm_cost(_backend(feedback), constitution) if constrained else None,
                       DualAscent(c.cost_target, c.lambda_lr) if constrained else None)
     path, tokenizer = load_tokenizer(model)
     policy = AutoModelForCausalLM.from_pretrained(path)
     dataset = Dataset.from_list([{"prompt": p} for p in prompts])
-    settings = {**c.dump(), "pm": str(pm) if pm else None, "feedback": feedback,
+    settings = {**c.dump(), "pm": str(pm) if pm else None,
+                "feedback": getattr(feedback, "spec", None),
                 "prompts": len(prompts)}
     save = dict(save_strategy="steps", save_steps=c.checkpoint_every) if c.checkpoint_every else {}
-    args = RLOOConfig(**c.trainer_args(out, **save), beta=beta, num_generations=num_generations,
+    args = RLOOConfig(**c.trainer_args(out, device=device, dtype=dtype, **save), beta=beta, num_generations=num_generations,
                       max_completion_length=max_completion_length, temperature=c.temperature,
                       top_p=1.0)
     trainer = RLOOTrainer(model=policy, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer,
                           peft_config=lora_config() if c.lora else None,
                           callbacks=[RLPrinter()])
-    trainer.train()
+    train(trainer)
     manifest = save_trained(trainer, tokenizer, out, model, "rl", settings)
     manifest["monitor"] = rewards.history
     import json
@@ -194,13 +197,22 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str,
     return manifest
 
 
-def _references(model: str, prompts, max_new_tokens: int) -> dict[str, str]:
+def _backend(model):
+    """A backend from a backend or a ``ModelConfig``."""
+    return model.backend() if hasattr(model, "backend") and callable(model.backend) else model
+
+
+def _references(model: str | Path, prompts, max_new_tokens: int, device: str | None,
+                dtype: str | None) -> dict[str, str]:
     """The starting model's greedy answers, the bar direct RLAIF compares against."""
-    from ..backends import load_backend
+    from ..backends import ModelConfig
     from ..backends.base import GenerationRequest, Message, Sampling
+    from ..backends.spec import hf_spec
     from ..hashing import content_hash
 
-    backend = load_backend(model)
+    spec = hf_spec(model).text if isinstance(model, Path) else str(model)
+    backend = ModelConfig(spec=spec, **{k: v for k, v in (("device", device), ("dtype", dtype))
+                                        if v}).load()
     gens = backend.generate([GenerationRequest(
         messages=tuple(Message.model_validate(m) for m in p),
         sampling=Sampling(max_new_tokens=max_new_tokens, temperature=0)) for p in prompts])

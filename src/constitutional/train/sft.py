@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 
+from ..backends.spec import DEFAULT_MODEL
 from ..errors import CaiError
-from .common import LossPrinter, load_tokenizer, lora_config, save_trained
+from .common import LossPrinter, load_tokenizer, lora_config, save_trained, train
 from .config import SFTTrainConfig
 
 
@@ -23,8 +24,9 @@ def to_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def train_sft(data: str | Path, out: str | Path, model: str = "smollm2",
-              config: SFTTrainConfig = SFTTrainConfig()) -> dict[str, Any]:
+def train_sft(data: str | Path, out: str | Path, model: str | Path = DEFAULT_MODEL,
+              config: SFTTrainConfig = SFTTrainConfig(), *, device: str | None = None,
+              dtype: str | None = None) -> dict[str, Any]:
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
@@ -42,8 +44,8 @@ def train_sft(data: str | Path, out: str | Path, model: str = "smollm2",
     path, tokenizer = load_tokenizer(model)
     base = AutoModelForCausalLM.from_pretrained(path)
     settings = {"data": str(data), **config.dump()}
-    args = SFTConfig(**config.trainer_args(out), max_length=config.max_length, packing=False)
+    args = SFTConfig(**config.trainer_args(out, device=device, dtype=dtype), max_length=config.max_length, packing=False)
     trainer = SFTTrainer(model=base, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config() if config.lora else None, callbacks=[LossPrinter()])
-    trainer.train()
+    train(trainer)
     return save_trained(trainer, tokenizer, out, model, "sft", settings)

@@ -1,0 +1,171 @@
+"""What the commands print: every Rich table and summary line, apart from the parsing."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+
+
+def fmt(x: Any, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def ci(v: Any, digits: int = 2) -> str:
+    return "–" if v is None else f"{v[0]:.{digits}f}–{v[1]:.{digits}f}"
+
+
+def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]], **kw: Any) -> None:
+    t = Table(title=title, **kw)
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    for row in rows:
+        t.add_row(*(str(x) for x in row))
+    out.print(t)
+
+
+def line(text: str) -> None:
+    """Model or file text: printed as is, never read as Rich markup."""
+    out.print(text, markup=False, highlight=False)
+
+
+def constitution(c: Any, full: bool) -> None:
+    cols = ["id", "name", "priority", "categories"] + (["critique", "revision", "comparison"]
+                                                       if full else [])
+    table(f"{c.name} v{c.version} ({c.hash})", cols,
+          ([p.id, p.name, p.priority, ", ".join(p.categories)]
+           + ([p.critique, p.revision, p.comparison] if full else []) for p in c.principles),
+          show_lines=full)
+
+
+def constitution_diff(d: dict[str, Any]) -> None:
+    for pid in d["added"]:
+        out.print(f"[green]+ {pid}[/green] added")
+    for pid in d["removed"]:
+        out.print(f"[red]- {pid}[/red] removed")
+    for pid, fields in d["changed"].items():
+        out.print(f"[yellow]~ {pid}[/yellow] changed: {', '.join(fields)}")
+    if d["metadata"]:
+        out.print(f"~ metadata changed: {', '.join(d['metadata'])}")
+    if not (d["added"] or d["removed"] or d["changed"] or d["metadata"]):
+        out.print("no changes")
+
+
+def coverage(summary: dict[str, Any]) -> None:
+    origins = sorted({k for row in summary["coverage"].values() for k in row} - {"total"})
+    table(f"{summary['prompts']} prompts ({summary['dropped_duplicates']} duplicates dropped)",
+          ["category", *origins, "total"],
+          ([cat, *(row.get(o, 0) for o in [*origins, "total"])]
+           for cat, row in summary["coverage"].items()))
+
+
+def revision_quality(rows: list[dict[str, Any]]) -> None:
+    from ..evaluation.revisions import format_table
+
+    out.print("What the revisions would teach, by round (0 = the drafts; echo: repeats its "
+              "critique; meta: talks about the answer instead of answering):")
+    for text in format_table(rows):
+        line(text)
+
+
+def warnings(manifest: dict[str, Any]) -> None:
+    """Truncations and other per-record warnings of a stage: once, with the count."""
+    from ..store import warning_lines
+
+    for text in warning_lines(manifest):
+        out.print(f"[yellow]warning:[/yellow] {text}", highlight=False)
+
+
+def violation_by_mutation(title: str, per: dict[str, Any]) -> None:
+    table(title, ("mutation", "rate", "95% CI", "n"),
+          ([op, fmt(v["rate"], 3), ci(v["ci95"]), v["n"]] for op, v in per.items()))
+
+
+def regressions(result: dict[str, Any]) -> None:
+    table("pass rate by principle (A → B)", ("principle", "A", "B", "cases", "regressed"),
+          ([pid, fmt(v["pass_rate_a"]), fmt(v["pass_rate_b"]), v["cases"],
+            ", ".join(v["regressed_cases"])] for pid, v in result["principles"].items()))
+    out.print("regressed: " + (", ".join(result["regressed"]) or "none"))
+
+
+def agreement(name: str, a: dict[str, Any]) -> None:
+    out.print(f"{name}: accuracy {a['accuracy']:.3f} (95% CI {ci(a['ci95'], 3)}), "
+              f"kappa {a['kappa']:.3f} on {a['n']} answers; {a['n_errors']} errors")
+    classes = list(a["confusion"])
+    table(f"{name}: label (rows) × predicted (columns)", [*["label"], *classes, "precision", "recall"],
+          ([c, *(a["confusion"][c][d] for d in classes), fmt(a["per_class"][c]["precision"]),
+            fmt(a["per_class"][c]["recall"])] for c in classes))
+    if "three_way" in a:
+        t = a["three_way"]["per_class"]["partial"]
+        out.print(f"  three ways (complied / full / partial): accuracy "
+                  f"{a['three_way']['accuracy']:.3f}, partial precision {fmt(t['precision'])}, "
+                  f"recall {fmt(t['recall'])}")
+    if "partial_recall" in a:
+        out.print(f"  partial refusals counted as refusals: {a['partial_recall']['recall']:.3f} "
+                  f"of {a['partial_recall']['n']}")
+
+
+def calibration(title: str, summary: dict[str, Any]) -> None:
+    acc = summary["accuracy"]
+    acc_s = "n/a" if acc is None else f"{acc:.3f} [{ci(summary['ci95'], 3).replace('–', ', ')}]"
+    ece = "n/a" if summary["ece"] is None else f"{summary['ece']:.3f}"
+    out.print(f"{title}: accuracy {acc_s} on {summary['n']}, ECE {ece}")
+
+
+def elo(per_model: dict[str, Any]) -> None:
+    table("Elo (first model = 0)",
+          ("model", "harmlessness Elo", "95% CI", "helpfulness Elo", "95% CI"),
+          ([name, f"{m['elo_harmless']['elo']:.0f}", ci(m["elo_harmless"]["ci95"], 0).replace("–", "…"),
+            f"{m['elo_helpful']['elo']:.0f}", ci(m["elo_helpful"]["ci95"], 0).replace("–", "…")]
+           for name, m in per_model.items()))
+
+
+def run_summary(rows: list[dict[str, Any]], uninformative: list[str]) -> None:
+    table("base vs SL-CAI vs RL-CAI on held-out prompts",
+          ("model", "refused", "explained", "evasive", "false refusal (borderline)", "words",
+           "harm*", "Elo harmless*", "Elo helpful*"),
+          ([r["model"], fmt(r.get("refused_harmful"), 3), fmt(r.get("explained_harmful"), 3),
+            fmt(r["evasive_rate"], 3), fmt(r["false_refusal_rate"], 3), fmt(r.get("mean_words"), 1),
+            fmt(r["violation_rate"], 3), fmt(r["elo_harmless"], 0), fmt(r["elo_helpful"], 0)]
+           for r in rows),
+          caption="On harmful prompts unless noted; * judged by the feedback model.")
+    if uninformative:
+        out.print("The (judge) columns are uninformative: the feedback model was not better "
+                  "than chance on the clear-cut calibration cases. The report says what the "
+                  "judge-free figures show.")
+
+
+def status(run: Any, rows: list[dict[str, Any]]) -> None:
+    table(str(run), ("stage", "state", "records", "seconds", "finished"),
+          ([r["stage"], r["state"], r["records"] or "", fmt(r["seconds"], 0) if r["seconds"]
+            is not None else "", r["finished_at"] or ""] for r in rows))
+
+
+def audit_sample(result: dict[str, Any], db: Any) -> None:
+    table(f"audit sample: {result['sampled']} of {result['available']} judgments",
+          ("kind", "band", "sampled", "available"),
+          ([r["kind"], r["band"], r["sampled"], r["available"]] for r in result["by_band"]))
+    out.print(f"{result['added']} new items in {db}")
+
+
+def audit_report(r: dict[str, Any]) -> None:
+    out.print(f"{r['reviewed_items']} of {r['items']} items reviewed by "
+              f"{', '.join(r['reviewers']) or 'nobody'}")
+    if not r["reviewed_items"]:
+        return
+    for by in ("overall", "kind", "principle", "category"):
+        table(f"AI–human agreement by {by}", (by, "n", "accuracy", "95% CI", "kappa", "95% CI"),
+              ([k, v["n"], fmt(v["accuracy"]), ci(v["accuracy_interval"]), fmt(v["kappa"]),
+                ci(v["kappa_interval"])] for k, v in r[by].items()))
+    hh = r["human_human"]
+    if hh["n"]:
+        out.print(f"human–human: {hh['n']} shared judgments, kappa {fmt(hh['kappa'])} "
+                  f"({ci(hh['kappa_interval'])})")
+    for d in r["drift"]:
+        line(f"drift {d['a_name']}@{d['a']} → {d['b_name']}@{d['b']}: {d['flips']} of "
+             f"{d['items']} AI labels changed ({d['flip_rate']:.2f}, "
+             f"{ci(d['flip_rate_interval'])}); agreement with humans "
+             f"{fmt(d['agreement_a']['accuracy'])} → {fmt(d['agreement_b']['accuracy'])}")
