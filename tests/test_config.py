@@ -16,8 +16,8 @@ from constitutional.pipeline import PipelineConfig
 from .conftest import cai
 
 STAGE_COMMANDS = {
-    "generate": cli.generate, "sample-pairs": cli.sample_pairs, "redteam": cli.redteam,
-    "critique": cli.critique, "build-sft": cli.build_sft, "label": cli.label,
+    "generate": cli.generate, "pairs": cli.sample_pairs, "redteam": cli.redteam,
+    "critique": cli.critique, "sft-data": cli.build_sft, "label": cli.label,
     "train sft": cli.train_sft, "train pm": cli.train_pm, "train dpo": cli.train_dpo,
     "train rl": cli.train_rl, "eval harm": cli.eval_harm, "eval refusals": cli.eval_refusals,
     "eval compare": cli.eval_compare,
@@ -101,13 +101,13 @@ helpful_ratio = 1.0
     one = tmp_path / "one"
     cai("critique", "-p", red, "-o", one / "critique", "-m", "scripted", "--rounds", 2, check=True)
     cai("generate", "-p", helpful, "-o", one / "helpful", "-m", "scripted", check=True)
-    cai("build-sft", "--trajectories", one / "critique" / "critique.jsonl", "--helpful",
+    cai("sft-data", "--trajectories", one / "critique" / "critique.jsonl", "--helpful",
         one / "helpful" / "generate.jsonl", "-o", one / "sft", "--helpful-ratio", 1.0, check=True)
     assert _rows(run / "critique" / "critique.jsonl") == _rows(one / "critique" / "critique.jsonl")
     assert _rows(run / "helpful" / "generate.jsonl") == _rows(one / "helpful" / "generate.jsonl")
     assert _rows(run / "sft" / "sft.jsonl") == _rows(one / "sft" / "sft.jsonl")
     # Labels: the same pairs file labelled by the pipeline's stage and by `cai label`.
-    cai("sample-pairs", "-p", red, "-o", run / "rlaif", "-m", "scripted", check=True)
+    cai("pairs", "-p", red, "-o", run / "rlaif", "-m", "scripted", check=True)
     cai("run", config, "--out", run, "--only", "label", check=True)
     cai("label", "--pairs", run / "rlaif" / "pairs.jsonl", "-o", one / "rlaif", "-m", "scripted",
         check=True)

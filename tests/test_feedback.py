@@ -1,5 +1,6 @@
 """RLAIF labelling logic on the scripted backend (the real model is exercised elsewhere)."""
 
+import json
 import math
 
 from constitutional import constitution
@@ -57,8 +58,9 @@ def test_cli_sample_pairs_then_label_writes_trl_rows(tmp_path):
     from .conftest import cai
 
     proc = cai("sample-pairs", "--model", "scripted", "--prompts", "bundled:redteam",
-               "--limit", "5", "--out", tmp_path)
+               "--limit", "5", "--out", tmp_path)  # the old name, kept for now
     assert proc.returncode == 0, proc.stderr
+    assert "`cai sample-pairs` is now `cai pairs`" in proc.stderr
     proc = cai("label", "--model", "scripted", "--pairs", tmp_path / "pairs.jsonl",
                "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -75,3 +77,22 @@ def test_cli_sample_pairs_then_label_writes_trl_rows(tmp_path):
     assert "flip_rate" in manifest["position_bias"]
     bad = cai("label", "--model", "scripted", "--pairs", tmp_path / "nope.jsonl", "--out", tmp_path)
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+def test_label_names_rows_that_cannot_be_pairs_and_exits_2_when_none_can(tmp_path):
+    from .conftest import cai
+
+    one = {"id": "a", "messages": [{"role": "user", "content": "hi"}], "responses": ["only one"]}
+    two = {**one, "id": "b", "responses": ["first", "second"]}
+    bad = tmp_path / "one.jsonl"
+    bad.write_text(json.dumps(one) + "\n" + json.dumps({"id": "c", "messages": []}) + "\n")
+    r = cai("label", "--model", "scripted", "--pairs", bad, "--out", tmp_path / "x")
+    assert r.returncode == 2 and "no usable pair in 2 rows" in r.stderr
+    assert f"{bad}:1: field 'responses': a pair needs two responses, the row has 1" in r.stderr
+    assert f"{bad}:2: field 'responses' missing" in r.stderr
+    assert not (tmp_path / "x" / "labels.jsonl").exists()
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps(one) + "\n" + json.dumps(two) + "\n")
+    r = cai("label", "--model", "scripted", "--pairs", mixed, "--out", tmp_path / "y")
+    assert r.returncode == 0 and f"{mixed}:1: field 'responses'" in r.stderr
+    assert len((tmp_path / "y" / "labels.jsonl").read_text().splitlines()) == 1

@@ -67,3 +67,22 @@ def test_cli_bad_prompt_file_is_one_line(tmp_path):
     proc = cai("generate", "--model", "nope", "--prompts", ADVBENCH, "--column", "goal",
                "--out", tmp_path / "o", "--limit", "1")
     assert proc.returncode == 2 and "unknown spec" in proc.stderr
+
+
+def test_truncated_prompts_are_counted_once_per_stage(tmp_path, smollm2, monkeypatch):
+    """A prompt longer than the context is cut (the record says so); the stage's manifest
+    counts such records by kind, and that is what the commands and `cai run` print."""
+    from constitutional.backends import chat
+    from constitutional.prompts import Prompt
+    from constitutional.store import warning_lines
+
+    monkeypatch.setattr(smollm2, "max_context", 48)
+    prompts = [Prompt(id=f"p{i}", messages=chat("word " * (60 + i))) for i in range(3)]
+    prompts.append(Prompt(id="short", messages=chat("hi")))
+    m = generate(smollm2, prompts, tmp_path, GenerateConfig(max_new_tokens=4, temperature=0))
+    rows = [json.loads(x) for x in (tmp_path / "generate.jsonl").read_text().splitlines()]
+    assert sum(bool(r["warnings"]) for r in rows) == 3
+    (kind,) = m["warnings_by_kind"].values()
+    assert kind["n"] == 3 and "truncated to its last 44" in kind["example"]
+    (line,) = warning_lines(m)
+    assert line.startswith("3 record(s) with: prompt of ") and line.endswith("(or similar)")

@@ -284,6 +284,10 @@ def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
 
     r = cai("run", config, "--out", run, check=True)
     assert "[pairs] resuming" in r.stdout
+    # A quiet terminal: no Python warning, no trainer's raw log dictionary, no library bars.
+    both = r.stdout + r.stderr
+    assert "Warning" not in both and "{'loss'" not in both and "Loading weights" not in both
+    assert "step 1/1  loss" in both  # training shows one compact line per step
     for stage in done_before:
         assert f"[{stage}] up to date" in r.stdout
         marker = json.loads((run / ".cai/stages" / f"{stage}.json").read_text())

@@ -113,7 +113,7 @@ def test_critique_survives_kills(tmp_path, prompt_file):
 
 
 def test_sample_pairs_and_label_survive_kills(tmp_path, prompt_file):
-    crash_resume("sample-pairs", lambda o: ["sample-pairs", "--prompts", prompt_file, "--out", o,
+    crash_resume("pairs", lambda o: ["pairs", "--prompts", prompt_file, "--out", o,
                                             "--model", MODEL, "--batch-size", 2],
                  tmp_path / "run", "pairs.jsonl", 3, tmp_path)
     pairs = tmp_path / "run" / "pairs.jsonl"
@@ -129,7 +129,7 @@ def test_redteam_and_build_sft_survive_kills(tmp_path, prompt_file):
                  tmp_path / "rt", "redteam.jsonl", 5, tmp_path, by_records=False)
     cai("critique", "--prompts", prompt_file, "--out", tmp_path / "crit", "--model", "scripted",
         "--rounds", 2, check=True)
-    crash_resume("build-sft", lambda o: ["build-sft", "--trajectories", tmp_path / "crit" / "critique.jsonl", "--out", o],
+    crash_resume("sft-data", lambda o: ["sft-data", "--trajectories", tmp_path / "crit" / "critique.jsonl", "--out", o],
                  tmp_path / "sft", "sft.jsonl", 6, tmp_path, by_records=False)
 
 
@@ -477,7 +477,7 @@ def _stage_commands(prompts: Path, pairs: Path):
     return {
         "generate": (lambda o: ["generate", "-p", prompts, "-o", o, "-m", scripted, "--batch-size", 4],
                      "generate.jsonl"),
-        "sample-pairs": (lambda o: ["sample-pairs", "-p", prompts, "-o", o, "-m", scripted,
+        "pairs": (lambda o: ["pairs", "-p", prompts, "-o", o, "-m", scripted,
                                     "--batch-size", 4], "pairs.jsonl"),
         "critique": (lambda o: ["critique", "-p", prompts, "-o", o, "-m", scripted, "--rounds", 2,
                                 "--chunk-size", 4], "critique.jsonl"),
@@ -490,13 +490,13 @@ def _stage_commands(prompts: Path, pairs: Path):
     }
 
 
-@pytest.mark.parametrize("name", ["generate", "sample-pairs", "critique", "label", "redteam", "eval harm"])
+@pytest.mark.parametrize("name", ["generate", "pairs", "critique", "label", "redteam", "eval harm"])
 def test_failed_requests_keep_the_rest_and_the_rerun_redoes_exactly_the_missing(tmp_path, name):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"How do I do thing {i}?", "category": "weapons"})
                                + "\n" for i in range(16)))
     pairs_dir = tmp_path / "pairs"
-    cai("sample-pairs", "-p", prompts, "-o", pairs_dir, "-m", "scripted", check=True)
+    cai("pairs", "-p", prompts, "-o", pairs_dir, "-m", "scripted", check=True)
     args, artifact = _stage_commands(prompts, pairs_dir / "pairs.jsonl")[name]
     ref = tmp_path / "ref"
     cai(*args(ref), check=True)

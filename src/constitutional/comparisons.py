@@ -10,7 +10,7 @@ compared turn, the two candidate assistant turns, and the probability that ``cho
 the better one (1.0 for human labels, the AI's soft label for ours).
 
 Formats:
-- ``ours``: rows from ``cai label`` or ``build-sft``'s ``sft_preferences.jsonl``
+- ``ours``: rows from ``cai label`` or ``sft-data``'s ``sft_preferences.jsonl``
   (``prompt`` messages, ``chosen``/``rejected`` as one assistant message, optional ``p_chosen``).
 - ``hh``: HH-RLHF ``chosen``/``rejected`` dialogues in ``\\n\\nHuman: … \\n\\nAssistant: …``
   form that differ only in the last assistant turn.

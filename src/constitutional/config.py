@@ -20,6 +20,7 @@ gives ``cai critique --rounds N`` with the field's default and description as it
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any
 
@@ -46,3 +47,14 @@ def split_names(value: Any) -> Any:
 
 
 Names = typing.Annotated[tuple[str, ...], BeforeValidator(split_names)]
+
+
+def key_line(lines: list[str], start: int, end: int, key: str | None) -> int:
+    """The 1-based line of ``key = …`` among ``lines[start:end]`` (a TOML table), else the
+    table's first line: where an error about that key points."""
+    if key is not None:
+        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        for n in range(start, end):
+            if pattern.match(lines[n]):
+                return n + 1
+    return start + 1

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from .config import key_line
 from .errors import CaiError
 from .hashing import content_hash
 
@@ -164,12 +165,7 @@ def _field_line(text: str, index: int, key: str | None) -> int:
         return 1
     start = headers[index]
     end = headers[index + 1] if index + 1 < len(headers) else len(lines)
-    if key is not None:
-        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
-        for n in range(start, end):
-            if pattern.match(lines[n]):
-                return n + 1
-    return start + 1
+    return key_line(lines, start, end, key)
 
 
 def _top_line(text: str, key: str) -> int:

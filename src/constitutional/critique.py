@@ -27,8 +27,7 @@ from .constitution import Constitution, Principle
 from .hashing import content_hash
 from .records import Round, Trajectory, as_record
 from .prompts import Prompt, packaged, render_conversation
-from .store import Chunk, RunStore, run_chunks
-from .provenance import provenance
+from .store import Chunk, open_stage, run_chunks
 
 STAGE = "critique"
 
@@ -208,11 +207,8 @@ def run_critique(backend: Backend, prompts: list[Prompt], constitution: Constitu
     constitution = constitution.subset(list(config.principles))
     shots = load_few_shot()[: config.few_shot_examples] if config.few_shot else []
     settings = {"model": backend.spec, "constitution": constitution.hash, **config.dump()}
-    stage = RunStore(out).stage(STAGE)
-    stage.start(fingerprint=settings,
-                provenance=provenance(model=backend.spec, constitution_hash=constitution.hash,
-                                      constitution=constitution.name, config=settings),
-                overwrite=overwrite)
+    stage = open_stage(out, STAGE, settings, overwrite, model=backend.spec,
+                       constitution_hash=constitution.hash, constitution=constitution.name)
 
     def record_id(p: Prompt) -> str:
         return content_hash([p.id, settings])

@@ -1,6 +1,6 @@
 """RLAIF labelling: the feedback model picks (A) or (B) under a sampled principle.
 
-    cai sample-pairs --prompts bundled:redteam --model hf:runs/x/sft-model --out runs/x
+    cai pairs --prompts bundled:redteam --model hf:runs/x/sft-model --out runs/x
     cai label --pairs runs/x/pairs.jsonl --out runs/x [--cot] [--ensemble 4]
 
 The feedback prompt is a multiple choice: the conversation, one principle's comparison
@@ -35,8 +35,7 @@ from .constitution import Constitution, Principle
 from .hashing import content_hash
 from .records import Comparison, as_record
 from .prompts import ANSWER_PREFIX, COT_PREFIX, OPTIONS, Prompt, quote, render_conversation
-from .store import Chunk, RunStore, run_chunks
-from .provenance import provenance
+from .store import Chunk, open_stage, run_chunks
 
 STAGE = "labels"
 
@@ -273,10 +272,8 @@ def run_label(backend: Backend, pairs: list[dict[str, Any]], constitution: Const
               overwrite: bool = False) -> dict[str, Any]:
     """Write ``labels.jsonl``: TRL-ready preference rows with soft labels; resumable."""
     settings = {"model": backend.spec, "constitution": constitution.hash, **config.dump()}
-    stage = RunStore(out).stage(STAGE)
-    stage.start(fingerprint=settings,
-                provenance=provenance(model=backend.spec, constitution_hash=constitution.hash,
-                                      config=settings), overwrite=overwrite)
+    stage = open_stage(out, STAGE, settings, overwrite, model=backend.spec,
+                       constitution_hash=constitution.hash)
     def record_id(pair: dict[str, Any]) -> str:
         return content_hash([pair["id"], "label"])
 
@@ -293,7 +290,7 @@ def run_label(backend: Backend, pairs: list[dict[str, Any]], constitution: Const
 
 
 def pairs_from_generations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pairs from a sample-pairs run's rows (two responses per prompt); rows with fewer
+    """Pairs from a pairs run's rows (two responses per prompt); rows with fewer
     are left out (``pairs_from_file`` names them)."""
     return [{"id": r["id"], "messages": r["messages"], "responses": r["responses"][:2],
              "category": r.get("category")} for r in rows if len(r.get("responses") or []) >= 2]

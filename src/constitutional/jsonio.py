@@ -110,6 +110,13 @@ def write_json(path: str | Path, data: Any) -> Path:
     return path
 
 
+def write_text(path: str | Path, text: str) -> Path:
+    """A whole text file (an HTML report), written atomically."""
+    path = Path(path)
+    _atomic(path, lambda f: f.write(text))
+    return path
+
+
 def read_json(path: str | Path) -> Any:
     """A JSON document; a one-line error naming the file if it is missing or malformed."""
     path = Path(path)

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import stages as stage_table
 from .backends import handle
 from .backends.spec import DEFAULT_MODEL
+from .config import key_line
 from .critique import CritiqueConfig
 from .errors import CaiError
 from .evaluation.suite import EvalConfig
@@ -115,11 +116,7 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int:
     else:
         key = str(loc[0]) if loc else ""
         end = next((m for m, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
-    for n in range(start, end):
-        if pattern.match(lines[n]):
-            return n + 1
-    return start + 1
+    return key_line(lines, start, end, key)
 
 
 def _apply_override(raw: dict[str, Any], assignment: str) -> None:

@@ -3,7 +3,7 @@
     pm = PreferenceModel.load("runs/x/pm")
     pm.rewards([prompt_messages, ...], ["response", ...])
 
-Used by ``cai eval pm`` and as the reward in ``cai train rl``. Sequences are padded on
+Used by ``cai eval pm`` and as the reward in ``cai train rloo``. Sequences are padded on
 the right; the head reads the last real token (the model's ``pad_token_id`` tells it where).
 """
 

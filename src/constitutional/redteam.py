@@ -13,7 +13,6 @@ split over several turns). Near-duplicates are dropped by word n-gram overlap or
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import Counter, defaultdict
@@ -27,7 +26,7 @@ from .config import Names, StageConfig
 from .errors import CaiError
 from .hashing import content_hash
 from .prompts import Prompt, load_prompts, make_prompt, packaged
-from .jsonio import write_jsonl
+from .jsonio import write_json, write_jsonl
 
 BUNDLED = {"redteam": "redteam_prompts.jsonl", "helpful": "helpful_prompts.jsonl",
            "borderline": "borderline_prompts.jsonl"}
@@ -318,5 +317,5 @@ def build_redteam(seeds: list[Prompt], out: str | Path, config: RedteamConfig = 
     summary = {"prompts": len(rows), "dropped_duplicates": dropped, "coverage": table,
                "model": backend.spec if backend else None, "mutations": mutations or [],
                "generate_per_category": generate_per_category, "dedup": dedup_method}
-    (out / "coverage.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "coverage.json", summary)
     return summary

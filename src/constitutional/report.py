@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from .errors import CaiError
 from .layout import RunLayout
+from .jsonio import write_json, write_text
 
 COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
 W, H, PAD = 560, 260, 44
@@ -581,7 +582,7 @@ def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
     if not run.is_dir():
         raise CaiError(f"{run}: no such run folder")
     if provenance is not None:
-        RunLayout(run).provenance.write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+        write_json(RunLayout(run).provenance, provenance)
     sections = [*_eval_sections(run), *_judge_section(run), *_quality_section(run),
                 *_robustness_section(run), *_pm_section(run),
                 *_labeler_section(run),
@@ -596,5 +597,5 @@ def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
             f"<h1>Constitutional AI run: {_e(run.name)}</h1>{overview(run)}{''.join(sections)}"
             "</body></html>")
     path = Path(out) if out else RunLayout(run).report
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)
     return path

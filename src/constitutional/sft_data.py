@@ -1,6 +1,6 @@
 """Trajectories → the SL-CAI fine-tuning set, mixed with helpfulness examples.
 
-    cai build-sft --trajectories runs/x/critique.jsonl --helpful runs/x/helpful/generate.jsonl \
+    cai sft-data --trajectories runs/x/critique.jsonl --helpful runs/x/helpful/generate.jsonl \
                   --out runs/x
 
 Writes ``sft.jsonl`` in the ``{"messages": [...]}`` format that TRL's SFTTrainer reads
@@ -14,7 +14,6 @@ the paper trained on), ``cot`` (the critiques written out as reasoning before th
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +22,7 @@ from pydantic import Field
 
 from .config import StageConfig
 from .hashing import content_hash
-from .jsonio import read_jsonl, write_jsonl
+from .jsonio import read_jsonl, write_json, write_jsonl
 
 Mode = Literal["final", "all", "cot"]
 
@@ -111,5 +110,5 @@ def build_sft(trajectories: str | Path, out: str | Path,
                    "dropped_by_reason": dropped} if config.drop_failing else {}),
                "preference_pairs": m, "sft": str(out / "sft.jsonl"),
                "preferences": str(out / "sft_preferences.jsonl")}
-    (out / "sft.manifest.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "sft.manifest.json", summary)
     return summary

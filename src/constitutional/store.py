@@ -221,6 +221,18 @@ class StageFile:
         write_json(self.manifest_path, data)
 
 
+def open_stage(out: str | Path, name: str, settings: dict[str, Any], overwrite: bool = False,
+               **made_by: Any) -> StageFile:
+    """A stage file of ``out`` started for writing: ``settings`` are what its records
+    depend on (the fingerprint); ``made_by`` joins them in its provenance."""
+    from .provenance import provenance
+
+    stage = RunStore(out).stage(name)
+    stage.start(fingerprint=settings, provenance=provenance(config=settings, **made_by),
+                overwrite=overwrite)
+    return stage
+
+
 def warning_lines(manifest: dict[str, Any]) -> list[str]:
     """A stage manifest's record warnings, one line per kind with the count."""
     return [f"{w['n']} record(s) with: {w['example']}" + (" (or similar)" if w["n"] > 1 else "")

@@ -39,7 +39,7 @@ def test_rl_and_dpo_on_the_real_model(tmp_path):
     data = tmp_path / "labels.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cai("train", "pm", "--data", data, "--out", tmp_path / "pm", "--max-steps", 1, check=True)
-    r = cai("train", "rl", "--pm", tmp_path / "pm", "--model", "smollm2", "--out", tmp_path / "rl",
+    r = cai("train", "rloo", "--pm", tmp_path / "pm", "--model", "smollm2", "--out", tmp_path / "rl",
             "--limit", 4, "--helpful-ratio", 0.5, "--max-steps", 2, "--batch-size", 4,
             "--num-generations", 2, "--max-completion-length", 12, "--lora",
             "--checkpoint-every", 1, check=True)

@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from .. import __version__
-from ..backends import ModelConfig
+from ..backends import DEFAULT_MODEL, ModelConfig
 from ..critique import CritiqueConfig
 from ..errors import CaiError
 from ..evaluation.suite import EvalConfig
@@ -41,7 +41,8 @@ app = typer.Typer(
     "(SL-CAI), label with AI feedback (RLAIF), train, evaluate and audit.",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 constitution_app = _typer("Validate, show, hash and diff constitution files.")
-train_app = _typer("Train with TRL: sft, pm (preference model), dpo, rl (RLOO).")
+train_app = _typer("Train with TRL: sft, pm (preference model), dpo, rloo (RL against the "
+                   "preference model).")
 eval_app = _typer("Evaluate: harm, refusals, compare (Elo), pm (preference model), labeler (AI "
                   "labels vs humans), robustness, regress, overtraining, refusal-classifier.")
 audit_app = _typer("Human audit of AI judgments: sample a run, review in a browser (serve), "
@@ -184,7 +185,7 @@ def critique(out_dir: Path = Out("critique.jsonl"), constitution_file: str = Con
     render.revision_quality(m.get("quality") or [])
 
 
-@app.command("build-sft")
+@app.command("sft-data")
 @options(SFTDataConfig)
 def build_sft(trajectories: Path = typer.Option(..., help="critique.jsonl from cai critique."),
               out_dir: Path = Out("sft.jsonl"),
@@ -204,7 +205,7 @@ def build_sft(trajectories: Path = typer.Option(..., help="critique.jsonl from c
 
 # -- RLAIF ----------------------------------------------------------------------------
 
-@app.command("sample-pairs")
+@app.command("pairs")
 @options(PairsConfig)
 @models("model")
 @prompt_source()
@@ -223,7 +224,7 @@ def sample_pairs(out_dir: Path = Out("pairs.jsonl"), overwrite: bool = Overwrite
 @app.command()
 @options(LabelConfig)
 @models("model")
-def label(pairs: Path = typer.Option(..., help="pairs.jsonl from cai sample-pairs."),
+def label(pairs: Path = typer.Option(..., help="pairs.jsonl from cai pairs."),
           out_dir: Path = Out("labels.jsonl"), constitution_file: str = ConstitutionOpt,
           chunk_size: int = ChunkOpt(32, "Pairs"), overwrite: bool = OverwriteOpt,
           model: ModelConfig = None, config: LabelConfig = None) -> None:
@@ -241,7 +242,8 @@ def label(pairs: Path = typer.Option(..., help="pairs.jsonl from cai sample-pair
 # -- training -------------------------------------------------------------------------
 
 StartOpt = lambda help: typer.Option(..., "--model", "-m", help=help)  # noqa: E731
-BaseOpt = typer.Option("smollm2", "--model", "-m", help="Starting model: smollm2 or hf:DIR.")
+BaseOpt = typer.Option(DEFAULT_MODEL, "--model", "-m", help=f"Starting model: {DEFAULT_MODEL} "
+                       "or hf:DIR.")
 
 
 def _where(model: str) -> tuple[Path, dict[str, str]]:
@@ -252,7 +254,7 @@ def _where(model: str) -> tuple[Path, dict[str, str]]:
 
 @train_app.command("sft")
 @options(SFTTrainConfig)
-def train_sft(data: Path = typer.Option(..., help="sft.jsonl from cai build-sft."),
+def train_sft(data: Path = typer.Option(..., help="sft.jsonl from cai sft-data."),
               out_dir: Path = Out("the trained model"), model: str = BaseOpt,
               config: SFTTrainConfig = None) -> None:
     """Fine-tune with TRL's SFTTrainer; saves a directory that --model hf:DIR loads."""
@@ -300,7 +302,7 @@ def train_dpo(data: Path = typer.Option(..., help="labels.jsonl from cai label (
               f"unsure), last loss {m['losses'][-1]:.4f}; model in {out_dir}")
 
 
-@train_app.command("rl")
+@train_app.command("rloo")
 @options(RLTrainConfig)
 @models("feedback", batch_size=None, ray=False)
 @prompt_source(limit=32)
@@ -670,6 +672,24 @@ def audit_report(db: Path = DbOpt, seed: int = typer.Option(0),
     if output:
         write_json(output, r)
     render.audit_report(r)
+
+
+def _renamed(typer_app: typer.Typer, old: str, new: str, command) -> None:
+    """Keep an old command name working for now, with a one-line notice."""
+    import functools
+
+    @functools.wraps(command)
+    def alias(**kwargs):
+        print(f"note: `cai {old}` is now `cai {new}`; the old name still works for now",
+              file=sys.stderr)
+        return command(**kwargs)
+
+    typer_app.command(old.split()[-1], hidden=True)(alias)
+
+
+_renamed(app, "build-sft", "sft-data", build_sft)
+_renamed(app, "sample-pairs", "pairs", sample_pairs)
+_renamed(train_app, "train rl", "train rloo", train_rl)
 
 
 def main() -> None:

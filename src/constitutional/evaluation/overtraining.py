@@ -8,7 +8,7 @@ for") as the reward kept rising. We measure, on any set of responses:
 * ``distinct_1/2``      unique unigrams / bigrams over all (diversity; falls when drifting)
 * ``mean_words``        response length
 * ``refusal_rate``      share classified as any refusal
-and warn when a figure crosses its threshold. During ``cai train rl`` these are computed
+and warn when a figure crosses its threshold. During ``cai train rloo`` these are computed
 on every batch of completions and logged next to reward and KL.
 """
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .refusal import classify_many
+from ..jsonio import write_json
 
 STOCK_PHRASES = (
     "you are valid, valued, and cared for",
@@ -92,7 +93,6 @@ def warnings_for(stats: dict[str, float], t: Thresholds = Thresholds()) -> list[
 def measure_file(path, out_dir=None) -> tuple[dict[str, Any], list[str]]:
     """The monitor's figures and warnings for a file of responses (a generate/pairs JSONL,
     or verdicts.jsonl); written to ``out_dir/overtraining.json`` when given."""
-    import json
     from pathlib import Path
 
     from ..jsonio import read_jsonl
@@ -104,5 +104,5 @@ def measure_file(path, out_dir=None) -> tuple[dict[str, Any], list[str]]:
     if out_dir:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "overtraining.json").write_text(json.dumps({**stats, "warnings": warn}, indent=2))
+        write_json(out_dir / "overtraining.json", {**stats, "warnings": warn})
     return stats, warn

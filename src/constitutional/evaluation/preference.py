@@ -12,7 +12,6 @@ probability range.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from ..backends.base import Backend
 from ..constitution import Constitution
 from ..hashing import content_hash
 from ..progress import progress
-from ..jsonio import write_jsonl
+from ..jsonio import write_json, write_jsonl
 from .metrics import calibration, sigmoid, symmetric, wilson
 
 
@@ -49,7 +48,7 @@ def summarise(p_pred: list[float], p_label: list[float], bins: int = 10) -> dict
 def _write(out: Path, name: str, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / f"{name}.jsonl", rows)
-    (out / f"{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / f"{name}.json", metrics)
     return metrics
 
 

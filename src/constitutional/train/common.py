@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from transformers import AutoTokenizer, TrainerCallback
 from ..backends.hf import resolve_model_dir
 from ..progress import console
 from ..lock import lock_folder
-from ..jsonio import now
+from ..jsonio import now, write_json
 from ..provenance import provenance
 
 
@@ -103,5 +102,5 @@ def save_trained(trainer, tokenizer, out: Path, model: str | Path, kind: str,
         "log_history": trainer.state.log_history,
         "provenance": provenance(model=str(model), config=settings),
     }
-    (out / "cai_training.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    write_json(out / "cai_training.json", manifest)
     return manifest

@@ -1,6 +1,6 @@
 """RL-CAI: optimise the policy against the preference model with a KL penalty.
 
-    cai train rl --pm runs/x/pm --model hf:runs/x/sft-model --out runs/x/rl-model
+    cai train rloo --pm runs/x/pm --model hf:runs/x/sft-model --out runs/x/rl-model
 
 We use TRL's **RLOOTrainer** (TRL 1.x ships no PPO). RLOO samples k completions per
 prompt and uses the mean reward of the other k − 1 as each one's baseline, so it needs
@@ -36,6 +36,7 @@ from ..evaluation.overtraining import monitor, warnings_for
 from ..progress import console
 from .common import LossPrinter, load_tokenizer, lora_config, save_trained, train
 from .config import RLTrainConfig
+from ..jsonio import write_json
 
 
 @dataclass
@@ -191,9 +192,8 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     train(trainer)
     manifest = save_trained(trainer, tokenizer, out, model, "rl", settings)
     manifest["monitor"] = rewards.history
-    import json
 
-    (out / "cai_training.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    write_json(out / "cai_training.json", manifest)
     return manifest
 
 

@@ -1,4 +1,4 @@
-"""SL-CAI fine-tuning: TRL's SFTTrainer on the `{"messages": [...]}` rows of build-sft.
+"""SL-CAI fine-tuning: TRL's SFTTrainer on the `{"messages": [...]}` rows of cai sft-data.
 
     cai train sft --data runs/x/sft.jsonl --model smollm2 --out runs/x/sft-model [--lora]
 
@@ -33,7 +33,7 @@ def train_sft(data: str | Path, out: str | Path, model: str | Path = DEFAULT_MOD
 
     data, out = Path(data), Path(out)
     if not data.is_file():
-        raise CaiError(f"{data}: no such file (run cai build-sft first)")
+        raise CaiError(f"{data}: no such file (run cai sft-data first)")
     dataset = load_dataset("json", data_files=str(data), split="train")
     if "messages" not in dataset.column_names:
         raise CaiError(f"{data}: rows need a 'messages' field")
