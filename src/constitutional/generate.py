@@ -49,8 +49,9 @@ class PairsConfig(GenerateConfig):
 def generate(backend: Backend, prompts: list[Prompt], out: str | Path,
              config: GenerateConfig = GenerateConfig(), *, batch_size: int = 32,
              overwrite: bool = False, extra: dict[str, Any] | None = None,
-             stage_name: str = STAGE) -> dict[str, Any]:
+             stage_name: str = STAGE, label: str | None = None) -> dict[str, Any]:
     """Generate for every prompt not yet in ``out``; return the stage manifest.
+    (``label`` names the progress line; default: ``stage_name``.)
 
     ``stage_name`` names the file: ``pairs`` for RLAIF's two samples per prompt."""
     sampling = config.sampling()
@@ -91,7 +92,7 @@ def generate(backend: Backend, prompts: list[Prompt], out: str | Path,
             })
         return done
 
-    run_chunks(stage, prompts, record_id, work, batch_size, stage_name)
+    run_chunks(stage, prompts, record_id, work, batch_size, label or stage_name)
     return stage.finish(new_tokens=tokens)
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import CaiError
-from .jsonio import now
 
 LOCK_NAME = ".cai.lock"
 _held: dict[Path, int] = {}   # folder → open fd of its lock file, for this process's life
@@ -68,7 +68,8 @@ def lock_folder(folder: str | Path) -> None:
         raise FolderBusy(f"{folder}: in use by {who} (another cai command is writing "
                          "this folder); wait for it to finish or use another folder") from None
     os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": now()}).encode(), 0)
+    since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": since}).encode(), 0)
     _held[folder] = fd
 
 

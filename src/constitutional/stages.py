@@ -25,7 +25,7 @@ from .prompts import Prompt, load_prompts
 
 if TYPE_CHECKING:
     from .constitution import Constitution
-    from .pipeline import PipelineConfig
+    from .runconfig import PipelineConfig
 
 SETS = ("train_redteam", "train_helpful", "eval_harmful", "eval_borderline", "eval_helpful")
 

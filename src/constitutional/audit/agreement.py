@@ -33,7 +33,7 @@ def kappa_interval(pairs: list[tuple[str, str]], seed: int = 0,
     return stats[int(0.025 * len(stats))], stats[min(len(stats) - 1, int(0.975 * len(stats)))]
 
 
-def summarise(pairs: list[tuple[str, str]], seed: int = 0) -> dict[str, Any]:
+def agreement_of(pairs: list[tuple[str, str]], seed: int = 0) -> dict[str, Any]:
     n = len(pairs)
     agree = sum(a == b for a, b in pairs)
     return {"n": n, "accuracy": agree / n if n else None,
@@ -55,7 +55,7 @@ def agreement(db: AuditDB, seed: int = 0) -> dict[str, Any]:
         groups["category"][it.get("category") or "uncategorised"].append(pair)
         for pid in (it.get("principle_id") or "none").split(","):
             groups["principle"][pid].append(pair)
-    out: dict[str, Any] = {by: {k: summarise(v, seed) for k, v in sorted(g.items())}
+    out: dict[str, Any] = {by: {k: agreement_of(v, seed) for k, v in sorted(g.items())}
                            for by, g in groups.items()}
     out["reviewers"] = sorted({r["reviewer"] for r in reviews})
     out["items"], out["reviewed_items"] = len(items), len({r["item_id"] for r in reviews})
@@ -65,7 +65,7 @@ def agreement(db: AuditDB, seed: int = 0) -> dict[str, Any]:
         by_item[r["item_id"]][r["reviewer"]] = r["label"]
     hh = [(labels[a], labels[b]) for labels in by_item.values()
           for a, b in combinations(sorted(labels), 2)]
-    out["human_human"] = summarise(hh, seed)
+    out["human_human"] = agreement_of(hh, seed)
     out["drift"] = drift(db, items, reviews, seed)
     return out
 
@@ -93,7 +93,7 @@ def drift(db: AuditDB, items: dict[str, dict[str, Any]], reviews: list[dict[str,
                 per_principle[pid].append(by_version[a][i] != by_version[b][i])
 
         def vs_humans(version: str) -> dict[str, Any]:
-            return summarise([(by_version[version][i], h) for i in shared for h in human.get(i, [])], seed)
+            return agreement_of([(by_version[version][i], h) for i in shared for h in human.get(i, [])], seed)
 
         rows.append({"a": a, "a_name": names[a], "b": b, "b_name": names[b], "items": len(shared),
                      "flips": len(flips), "flip_rate": len(flips) / len(shared),

@@ -49,7 +49,7 @@ def load_calibration(path: str | Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def summarise(correct: list[bool], flips: list[bool]) -> dict[str, Any]:
+def judge_accuracy(correct: list[bool], flips: list[bool]) -> dict[str, Any]:
     """Accuracy, its Wilson interval, the flip rate, and whether the interval clears 0.5."""
     n = len(correct)
     lo, hi = wilson(sum(correct), n)
@@ -78,7 +78,7 @@ def check_judge(backend: Backend, constitution: Constitution,
         flips.append((lab["p_response0_ab"] > 0.5) != (lab["p_response0_ba"] > 0.5))
         out["items"].append({"id": r["id"], "role": "preference", "p_correct": p_better,
                              "orders": [lab["p_response0_ab"], lab["p_response0_ba"]]})
-    out["preference"] = summarise(correct, flips)
+    out["preference"] = judge_accuracy(correct, flips)
     judged = judge_harm(backend, [{"id": r["id"], "response": r["response"],
                                    "messages": [{"role": "user", "content": r["prompt"]}]}
                                   for r in verdicts], constitution, k=1) if verdicts else []
@@ -90,7 +90,7 @@ def check_judge(backend: Backend, constitution: Constitution,
         flips.append((yes_first > 0.5) != (no_first > 0.5))
         out["items"].append({"id": r["id"], "role": "harm", "p_correct": p_right,
                              "orders": [yes_first, no_first]})
-    out["harm"] = summarise(correct, flips)
+    out["harm"] = judge_accuracy(correct, flips)
     return out
 
 

@@ -38,7 +38,7 @@ def _accuracy(p_pred: list[float], p_label: list[float]) -> dict[str, Any]:
     return {"accuracy": right / counted if counted else None, "ci95": [lo, hi], "n": counted}
 
 
-def summarise(p_pred: list[float], p_label: list[float], bins: int = 10) -> dict[str, Any]:
+def preference_summary(p_pred: list[float], p_label: list[float], bins: int = 10) -> dict[str, Any]:
     hard = [1.0 if y > 0.5 else 0.0 if y < 0.5 else 0.5 for y in p_label]
     cal = calibration(*symmetric(p_pred, hard), bins=bins)
     return {**_accuracy(p_pred, p_label), "ece": cal["ece"], "reliability": cal["bins"],
@@ -68,7 +68,7 @@ def eval_pm(pm, comparisons: list[dict[str, Any]], out: str | Path, name: str = 
                              "category": c.get("category"), "source": c.get("source")})
             advance(len(chunk))
     metrics = {"data": source, "n_comparisons": len(rows),
-               **summarise([r["p_pm"] for r in rows], [r["p_label"] for r in rows])}
+               **preference_summary([r["p_pm"] for r in rows], [r["p_label"] for r in rows])}
     return _write(Path(out), name, metrics, rows)
 
 
@@ -113,7 +113,7 @@ def eval_labeler(backend: Backend, comparisons: list[dict[str, Any]], constituti
                          "principle_ids": lab["principle_ids"], "reasoning": lab["reasoning"],
                          "category": pair["category"]})
         labels = [p["p_label"] for p in pairs]
-        metrics[key] = {"one_order": summarise(one, labels), "averaged": summarise(avg, labels),
+        metrics[key] = {"one_order": preference_summary(one, labels), "averaged": preference_summary(avg, labels),
                         "position_bias": _bias(labelled)}
     return _write(Path(out), name, metrics, rows)
 

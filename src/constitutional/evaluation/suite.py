@@ -76,7 +76,8 @@ class EvalConfig(StageConfig):
 def _responses(name: str, backend: Backend, prompts: list[Prompt], out: Path,
                answering: GenerateConfig, batch_size: int) -> dict[str, str]:
     """prompt id → response, generated once per model and kept in the run store."""
-    generate(backend, prompts, out / "responses" / name, answering, batch_size=batch_size)
+    generate(backend, prompts, out / "responses" / name, answering, batch_size=batch_size,
+             label=f"answer {name}")
     rows = RunStore(out / "responses" / name).stage("generate").records()
     return {r["prompt_id"]: r["responses"][0] for r in rows}
 
