@@ -25,3 +25,31 @@ def test_boilerplate_detector_on_constructed_cases():
     assert refusals["refusal_rate"] == 1.0 and any("refusal" in w for w in warnings_for(refusals))
 
 
+
+
+def test_degeneration_inside_one_response_is_caught():
+    """The collapse seen in benchmarks/label_following.py at a high learning rate: each
+    answer loops on itself, which no across-response figure sees."""
+    from constitutional.evaluation.overtraining import degeneration
+
+    prose = ["Boil the pasta for nine minutes, then drain it and toss it with olive oil, "
+             "garlic and a little of the cooking water so the sauce clings.",
+             "Paris is the capital of France. It sits on the Seine and has been the seat of "
+             "government since the tenth century, with a short break at Versailles."]
+    s = monitor(prose)
+    assert s["repeated_share"] == 0 and s["longest_run"] == 1 and warnings_for(s) == []
+    assert 0.6 < s["compression"] < 1.0
+    looping = ["Ah, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw.",
+               "MOLLLOMAL, AUTO-HYDRATE-BAD-BAD-BAD-BAD-BAD-BAD-BAD-BAD-BAD-BAD-BAD-BAD."]
+    d = degeneration(looping[0])
+    assert d["longest_run"] == 16 and d["repeated_share"] > 0.8
+    s = monitor(looping)
+    assert s["boilerplate_rate"] < 1  # the across-response detector alone misses one of them
+    assert any("degeneration" in x for x in warnings_for(s))
+    # at the length a policy answers in (128 tokens), such loops compress to a fraction
+    long = [looping[0].replace(".", ", aw" * 60 + "."), "AUTO-HYDRATE" + "-BAD" * 120 + "."]
+    s = monitor(long)
+    assert s["compression"] < 0.1 and any("compression" in x for x in warnings_for(s))
+    # a phrase looping inside a longer answer, with the words varied between loops
+    loop = " ".join(f"Step {i}: stay calm and breathe, stay calm and breathe." for i in range(8))
+    assert degeneration(loop)["repeated_share"] > 0.5

@@ -8,6 +8,18 @@ for") as the reward kept rising. We measure, on any set of responses:
 * ``distinct_1/2``      unique unigrams / bigrams over all (diversity; falls when drifting)
 * ``mean_words``        response length
 * ``refusal_rate``      share classified as any refusal
+
+and, inside each response, the degeneration that across-response figures miss (a policy
+pushed too far loops on a token: "Ah, aw, aw, aw, …"):
+
+* ``repeated_share``    mean share of a response's words inside a word trigram that
+                        occurs again in the same response
+* ``longest_run``       the longest run of one word repeated back to back, over the batch
+* ``run_rate``          share of responses with a run of 6 or more
+* ``compression``       mean zlib-compressed size / size of responses of 64+ bytes (low:
+                        repetitive; ordinary prose compresses to about 0.6–0.9 at these
+                        lengths)
+
 and warn when a figure crosses its threshold. During ``cai train rloo`` these are computed
 on every batch of completions and logged next to reward and KL.
 """
@@ -17,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -50,13 +63,44 @@ class Thresholds:
     boilerplate_rate: float = 0.3    # warn above
     distinct_2: float = 0.3          # warn below
     refusal_rate: float = 0.8        # warn above
+    # Set above the packaged model's ordinary answers (base, SL-CAI and RL-CAI answers of
+    # data/refusal_ours.jsonl: repeated share 0.16-0.32, runs of 6+ in 1 of 353 answers,
+    # compression 0.57-0.64); a looping policy is far past them (test_overtraining.py).
+    repeated_share: float = 0.5      # warn above
+    run_rate: float = 0.2            # warn above (share of answers with a run of 6+)
+    compression: float = 0.35        # warn below
+
+
+RUN = 6  # a word this many times in a row is a loop, not emphasis
+
+
+def degeneration(text: str) -> dict[str, float]:
+    """Repetition inside one response: the share of its words inside a repeated word
+    trigram, its longest run of one word, and its zlib compression ratio (None if short)."""
+    words = _words(text)
+    covered = [False] * len(words)
+    seen: dict[tuple[str, ...], int] = {}
+    for i in range(len(words) - 2):
+        seen[tuple(words[i : i + 3])] = seen.get(tuple(words[i : i + 3]), 0) + 1
+    for i in range(len(words) - 2):
+        if seen[tuple(words[i : i + 3])] > 1:
+            covered[i : i + 3] = [True] * 3
+    run = best = 0
+    for i, w in enumerate(words):
+        run = run + 1 if i and w == words[i - 1] else 1
+        best = max(best, run)
+    raw = text.encode("utf-8")
+    return {"repeated_share": sum(covered) / len(words) if words else 0.0,
+            "longest_run": best,
+            "compression": len(zlib.compress(raw, 9)) / len(raw) if len(raw) >= 64 else None}
 
 
 def monitor(responses: Sequence[str], near_duplicate: float = 0.7) -> dict[str, float]:
     n = len(responses)
     if n == 0:
         return {"n": 0, "boilerplate_rate": 0.0, "distinct_1": 0.0, "distinct_2": 0.0,
-                "mean_words": 0.0, "refusal_rate": 0.0}
+                "mean_words": 0.0, "refusal_rate": 0.0, "repeated_share": 0.0,
+                "longest_run": 0, "run_rate": 0.0, "compression": None}
     words = [_words(r) for r in responses]
     grams = [_trigrams(w) for w in words]
     boiler = 0
@@ -67,6 +111,8 @@ def monitor(responses: Sequence[str], near_duplicate: float = 0.7) -> dict[str, 
                   and len(grams[i] & grams[j]) / len(grams[i] | grams[j]) >= near_duplicate
                   for j in range(n))
         boiler += stock or dup
+    inside = [degeneration(r) for r in responses]
+    ratios = [d["compression"] for d in inside if d["compression"] is not None]
     unigrams = [w for ws in words for w in ws]
     bigrams = [tuple(ws[i : i + 2]) for ws in words for i in range(len(ws) - 1)]
     return {
@@ -76,6 +122,10 @@ def monitor(responses: Sequence[str], near_duplicate: float = 0.7) -> dict[str, 
         "distinct_2": len(set(bigrams)) / len(bigrams) if bigrams else 0.0,
         "mean_words": len(unigrams) / n,
         "refusal_rate": sum(c != "complied" for c in classify_many(responses)) / n,
+        "repeated_share": sum(d["repeated_share"] for d in inside) / n,
+        "longest_run": max(d["longest_run"] for d in inside),
+        "run_rate": sum(d["longest_run"] >= RUN for d in inside) / n,
+        "compression": sum(ratios) / len(ratios) if ratios else None,
     }
 
 
@@ -87,6 +137,15 @@ def warnings_for(stats: dict[str, float], t: Thresholds = Thresholds()) -> list[
         out.append(f"distinct-2 {stats['distinct_2']:.2f} < {t.distinct_2}")
     if stats["n"] and stats["refusal_rate"] > t.refusal_rate:
         out.append(f"refusal rate {stats['refusal_rate']:.2f} > {t.refusal_rate}")
+    if stats["n"] and stats.get("repeated_share", 0) > t.repeated_share:
+        out.append(f"repeated words inside responses {stats['repeated_share']:.2f} > "
+                   f"{t.repeated_share} (degeneration)")
+    if stats["n"] and stats.get("run_rate", 0) > t.run_rate:
+        out.append(f"{stats['run_rate']:.0%} of responses repeat a word {RUN}+ times in a row "
+                   f"(degeneration; longest {stats['longest_run']})")
+    if stats["n"] and stats.get("compression") is not None and stats["compression"] < t.compression:
+        out.append(f"compression ratio {stats['compression']:.2f} < {t.compression} "
+                   "(repetitive responses)")
     return out
 
 

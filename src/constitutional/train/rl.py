@@ -71,7 +71,8 @@ class Rewards:
         texts = _texts(completions)
         rewards = self.score(prompts, texts)
         stats = monitor(texts)
-        logged: dict[str, float] = {k: v for k, v in stats.items() if k != "n"}
+        logged: dict[str, float] = {k: v for k, v in stats.items()
+                                    if k != "n" and v is not None}
         logged["reward_raw"] = sum(rewards) / len(rewards)
         if self.cost is not None and self.dual is not None:
             costs = self.cost(prompts, texts)
@@ -228,7 +229,8 @@ class RLPrinter(LossPrinter):
         parts = [f"step {state.global_step}/{state.max_steps}"]
         for name, key in (("reward", "reward"), ("kl", "kl"),
                           ("boilerplate", "boilerplate_rate"), ("distinct-2", "distinct_2"),
-                          ("refusals", "refusal_rate"), ("λ", "lambda")):
+                          ("refusals", "refusal_rate"), ("repeats", "repeated_share"),
+                          ("λ", "lambda")):
             if key in logs:
                 parts.append(f"{name} {float(logs[key]):.3f}")
         if len(parts) > 1:
