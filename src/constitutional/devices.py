@@ -27,33 +27,40 @@ Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["auto", "float32", "bfloat16"]
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16")
+Engine = Literal["auto", "hf", "vllm"]
+ENGINES: tuple[str, ...] = ("auto", "hf", "vllm")
 
 
 _CHOSEN: dict[str, str] = {}  # the command line's --device / --dtype, for this process
 
 
-def check(device: str | None = None, dtype: str | None = None) -> None:
+def check(device: str | None = None, dtype: str | None = None, engine: str | None = None) -> None:
+    if engine is not None and engine not in ENGINES:
+        raise CaiError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
     if device is not None and device not in DEVICES and not device.startswith("cuda:"):
         raise CaiError(f"device {device!r}: expected one of {', '.join(DEVICES)} (or cuda:N)")
     if dtype is not None and dtype not in DTYPES:
         raise CaiError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
 
 
-def configure(device: str | None = None, dtype: str | None = None) -> None:
+def configure(device: str | None = None, dtype: str | None = None,
+              engine: str | None = None) -> None:
     """Set the defaults new models of this process take (the command line's choice)."""
-    check(device, dtype)
+    check(device, dtype, engine)
+    if engine is not None:
+        _CHOSEN["engine"] = engine
     if device is not None:
         _CHOSEN["device"] = device
     if dtype is not None:
         _CHOSEN["dtype"] = dtype
 
 
-def chosen(kind: Literal["device", "dtype"]) -> str | None:
+def chosen(kind: Literal["device", "dtype", "engine"]) -> str | None:
     """The user's choice: the command line's, else the environment's; None: not made."""
     return _CHOSEN.get(kind) or os.environ.get(f"CAI_{kind.upper()}") or None
 
 
-def default(kind: Literal["device", "dtype"]) -> str:
+def default(kind: Literal["device", "dtype", "engine"]) -> str:
     return chosen(kind) or "auto"
 
 

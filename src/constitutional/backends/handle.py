@@ -6,7 +6,10 @@
     policy.model_dir()                                             # a trainer's starting point
 
 A :class:`ModelConfig` carries every setting that decides how a model runs (spec, batch
-size, device, number format, Ray workers and address). :func:`open_backend` keeps one
+size, device, number format, engine, Ray workers and address). A local model (``smollm2``,
+``hf:DIR``) generates and scores on vLLM (``backends/vllm_engine.py``) or on our own
+transformers loop (``backends/hf.py``): ``engine`` picks, ``auto`` taking vLLM where it is
+installed and supports the model. :func:`open_backend` keeps one
 loaded backend per distinct config in this process, so the judge of an evaluation and the
 policy of consecutive generation stages load once; :func:`release` frees them (the runner
 does so before a training stage). Each real load is logged in :data:`LOADS`, which the
@@ -39,6 +42,7 @@ class ModelConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     device: str = Field(default_factory=lambda: devices.default("device"))
     dtype: str = Field(default_factory=lambda: devices.default("dtype"))
+    engine: str = Field(default_factory=lambda: devices.default("engine"))  # auto, hf, vllm
     ray_workers: int = Field(0, ge=0)
     ray_address: str | None = None
 
@@ -99,10 +103,13 @@ def open_backend(config: ModelConfig) -> Backend:
     return _CACHE[key]
 
 
-def release(config: ModelConfig | None = None) -> None:
-    """Forget a loaded model (None: all of them), stopping its Ray workers."""
+def release(config: ModelConfig | None = None, *, engines: bool = True) -> None:
+    """Forget a loaded model (None: all of them), stopping its Ray workers. With
+    ``engines=False`` (the runner, before a training stage) vLLM engines stay: each holds a
+    process of its own, not this one's memory, and starting one again costs 15–100 s."""
     for key in [k for k in _CACHE if config is None or k[0] == config]:
-        _close(_CACHE.pop(key))
+        if engines or not getattr(_CACHE[key], "own_process", False):
+            _close(_CACHE.pop(key))
 
 
 def _close(backend: Backend) -> None:
@@ -120,7 +127,7 @@ def _load(config: ModelConfig) -> Backend:
 
         backend = RayBackend(config.model_copy(update={"ray_workers": 0}), config.ray_workers,
                              address=config.ray_address, factory=_load)
-        engine = f"ray×{config.ray_workers}/{_engine(spec)}"
+        engine = f"ray×{config.ray_workers}/{engine_for(config)}"
     elif spec.kind == "openai":
         from .openai_server import OpenAIBackend
 
@@ -138,6 +145,12 @@ def _load(config: ModelConfig) -> Backend:
         else:
             backend = ScriptedBackend(spec=spec.text)
         engine = "scripted"
+    elif spec.kind == "hf" and engine_for(config) == "vllm":
+        from .vllm_engine import VLLMBackend
+
+        backend = VLLMBackend(config.model_dir(), spec.text, dtype=config.dtype,
+                              device=config.device, batch_size=config.batch_size)
+        engine = "vllm"
     elif spec.kind == "hf":
         from .hf import HFBackend
 
@@ -151,8 +164,24 @@ def _load(config: ModelConfig) -> Backend:
     return backend
 
 
-def _engine(spec: Spec) -> str:
-    return "hf" if spec.kind == "hf" else spec.kind
+def engine_for(config: ModelConfig) -> str:
+    """The engine ``config`` loads on: ``hf``, ``vllm``, or the spec's kind (``openai``,
+    ``scripted``). ``auto`` is vLLM where it is installed and supports the model; an
+    explicit ``vllm`` that cannot load the model is an error that says why."""
+    spec = config.parsed
+    if spec.kind != "hf":
+        return spec.kind
+    devices.check(engine=config.engine)
+    if config.engine == "hf":
+        return "hf"
+    from .vllm_engine import unsupported
+
+    why = unsupported(config.model_dir(), config.device)
+    if why is None:
+        return "vllm"
+    if config.engine == "vllm":
+        raise CaiError(f"model {spec.text!r}: --engine vllm cannot load it: {why}")
+    return "hf"
 
 
 class LazyBackend:

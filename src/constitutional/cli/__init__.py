@@ -84,11 +84,15 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progr
                                                "cuda:N. Default: CAI_DEVICE, else auto."),
           dtype: Optional[str] = typer.Option(None, "--dtype", help="auto (bf16 on a GPU or a CPU "
                                               "with native bf16, else float32), float32 or "
-                                              "bfloat16. Default: CAI_DTYPE, else auto.")) -> None:
+                                              "bfloat16. Default: CAI_DTYPE, else auto."),
+          engine: Optional[str] = typer.Option(None, "--engine", help="What generates and "
+                                               "scores: auto (vLLM where installed and the "
+                                               "model is supported, else hf), vllm or hf. "
+                                               "Default: CAI_ENGINE, else auto.")) -> None:
     from ..devices import configure
     from ..progress import quiet_libraries
 
-    configure(device, dtype)
+    configure(device, dtype, engine)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     quiet_libraries(verbose)

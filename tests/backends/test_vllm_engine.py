@@ -1,0 +1,106 @@
+"""The vllm engine on the packaged model: generation, scoring as the hf backend scores it,
+and which engine a model gets."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+from constitutional.backends import ModelConfig, chat
+from constitutional.backends.base import ChoiceRequest, GenerationRequest, Sampling
+from constitutional.backends.handle import engine_for
+from constitutional.errors import CaiError
+
+HAVE_VLLM = importlib.util.find_spec("vllm") is not None
+if not HAVE_VLLM and not os.environ.get("CAI_REQUIRE_VLLM_SERVER"):
+    pytest.skip("vLLM is not installed (pip install -e '.[vllm]')", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    assert HAVE_VLLM, "vLLM is not installed (pip install -e '.[vllm]'; make setup does)"
+    backend = ModelConfig(spec="smollm2", engine="vllm", dtype="bfloat16").load()
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def hf_bf16():
+    return ModelConfig(spec="smollm2", engine="hf", dtype="bfloat16").load()
+
+
+def _ask(text, **sampling):
+    return GenerationRequest(messages=chat(text), sampling=Sampling(**sampling))
+
+
+def test_generation_greedy_sampled_stopped_and_truncated(engine):
+    greedy = [_ask(f"Name one use of a {thing}.", max_new_tokens=24, temperature=0)
+              for thing in ("hammer", "kettle", "ladder")]
+    first, again = engine.generate(greedy), engine.generate(greedy)
+    assert [g.texts for g in first] == [g.texts for g in again]
+    assert all(g.texts[0].strip() and 0 < g.tokens[0] <= 24 for g in first)
+    assert all(g.prompt_tokens > 10 and g.warnings == [] for g in first)
+
+    sampled = _ask("Write a greeting.", max_new_tokens=16, temperature=1.0, n=3, seed=7)
+    one, two = engine.generate([sampled])[0], engine.generate([sampled])[0]
+    assert len(one.texts) == 3 and one.texts == two.texts  # the seed fixes the samples
+    assert len(set(one.texts)) > 1
+
+    short = engine.generate([_ask("Count from one to twenty in words, one per line.",
+                                  max_new_tokens=4, temperature=0)])[0]
+    assert short.tokens == [4] and short.finish_reasons == ["length"]
+    stopped = engine.generate([_ask("Count from one to twenty in words, one per line.",
+                                    max_new_tokens=64, temperature=0, stop=("\n",))])[0]
+    assert "\n" not in stopped.texts[0] and stopped.finish_reasons == ["stop"]
+
+    long = engine.generate([_ask("word " * 9000, max_new_tokens=8, temperature=0)])[0]
+    assert long.warnings and "truncated to its last" in long.warnings[0]
+    assert long.prompt_tokens == engine.max_context - 8
+
+
+def test_scores_agree_with_the_hf_backend_in_the_same_dtype(engine, hf_bf16):
+    requests = [ChoiceRequest(messages=chat(f"Which reply is kinder?\n(A) {a}\n(B) {b}"),
+                              prefix="The kinder reply is", options=(" (A)", " (B)"))
+                for a, b in [("Go away.", "Happy to help!"), ("Sure, here it is.", "No."),
+                             ("I can't.", "Let me explain how it works."),
+                             ("Thanks for asking!", "Whatever.")]]
+    # options of different lengths with no shared beginning, and a raw prompt
+    requests.append(ChoiceRequest(prefix="The capital of France is",
+                                  options=(" Paris", " the city of Lyon", " Berlin")))
+    got, want = engine.score(requests), hf_bf16.score(requests)
+    for g, w in zip(got, want):
+        assert set(g) == set(w)
+        for option in w:
+            assert g[option] < 0 and abs(g[option] - w[option]) < 0.5, (g, w)
+    # the soft label each engine gives: P(A) after normalising the two options
+    import math
+
+    for g, w in zip(got[:4], want[:4]):
+        pa = [1 / (1 + math.exp(x[" (B)"] - x[" (A)"])) for x in (g, w)]
+        assert abs(pa[0] - pa[1]) < 0.1
+    # exactness: a multi-token option is scored over all its tokens, not its first one
+    capital = got[4]
+    assert capital[" Paris"] > capital[" the city of Lyon"]
+
+
+def test_engine_choice(tmp_path):
+    assert engine_for(ModelConfig(spec="smollm2", engine="auto")) == "vllm"
+    assert engine_for(ModelConfig(spec="smollm2", engine="hf")) == "hf"
+    assert engine_for(ModelConfig(spec="scripted", engine="vllm")) == "scripted"
+    assert engine_for(ModelConfig(spec="openai:http://127.0.0.1:9/v1#m")) == "openai"
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    (adapter / "adapter_config.json").write_text("{}")
+    strange = tmp_path / "strange"
+    strange.mkdir()
+    (strange / "config.json").write_text(json.dumps({"architectures": ["NoSuchForCausalLM"]}))
+    for folder, why in ((adapter, "LoRA adapter"), (strange, "NoSuchForCausalLM")):
+        # auto falls back to our own loop; asking for vllm says why it cannot
+        assert engine_for(ModelConfig(spec=f"hf:{folder}", engine="auto")) == "hf"
+        with pytest.raises(CaiError, match=why):
+            engine_for(ModelConfig(spec=f"hf:{folder}", engine="vllm"))
+    with pytest.raises(CaiError, match="engine 'fast'"):
+        engine_for(ModelConfig(spec="smollm2", engine="fast"))
