@@ -1,5 +1,6 @@
 """pipeline.py and stages.py: the config, stage keys, status; then the real end-to-end `cai run` with SIGKILL."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -324,6 +325,21 @@ def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
     assert {(t["a"], t["b"]) for t in metrics["paired"]} == {
         ("base", "sl-cai"), ("base", "rl-cai"), ("sl-cai", "rl-cai")}
     assert "base vs SL-CAI vs RL-CAI" in r.stdout
+
+    # The engine that made each stage's records is in its marker. With vLLM installed
+    # (`make setup` installs it) every local model ran on it, and the packaged model, judge
+    # of labelling and evaluation, started once in the resumed run: its engine stayed up
+    # through the preference-model and DPO training stages between them.
+    resumed = [json.loads((run / ".cai/stages" / f"{s.name}.json").read_text())
+               for s in STAGES if s.name not in done_before]
+    loads = [m for marker in resumed for m in marker["models_loaded"]]
+    vllm = importlib.util.find_spec("vllm") is not None
+    assert {m["engine"] for m in loads} == ({"vllm"} if vllm else {"hf"})
+    # (our own loop's models are freed for training, so there it loads twice)
+    again_after_training = 1 if vllm else 2
+    assert sorted(m["spec"] for m in loads) == sorted(
+        ["smollm2", f"hf:{run / 'models' / 'sft'}"] * again_after_training
+        + [f"hf:{run / 'models' / 'rl'}"])
 
     # a third run has nothing to do
     again = cai("run", config, "--out", run, check=True).stdout

@@ -189,7 +189,7 @@ def pm(ctx: RunContext) -> dict[str, Any]:
     if test:
         metrics = eval_pm(PreferenceModel.load(ctx.layout.model("pm"), **ctx.where()), test,
                           ctx.layout.pm_eval, source="held-out AI labels")
-        summary["eval"] = {k: metrics[k] for k in ("accuracy", "ece", "n")}
+        summary["eval"] = {k: metrics[k] for k in ("accuracy", "ece", "n", "by_margin")}
     return summary
 
 

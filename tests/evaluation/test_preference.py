@@ -35,3 +35,26 @@ def test_labeler_eval_tracks_which_response_the_humans_chose():
     assert m["direct"]["position_bias"]["mean_p_first_shown"] > 0.6
 
 
+
+
+def test_accuracy_by_reward_margin_flags_an_overconfident_bin():
+    from constitutional.evaluation.metrics import sigmoid
+    from constitutional.evaluation.preference import by_margin
+
+    def row(r_chosen, r_rejected, p_label):
+        return {"r_chosen": r_chosen, "r_rejected": r_rejected,
+                "p_pm": sigmoid(r_chosen - r_rejected), "p_label": p_label}
+
+    # small margins: 12 of 20 right, claiming ~0.55 (honest); large margins (5): 10 of 20
+    # right while claiming 0.99 (overconfident); a label with no preference is left out
+    rows = [row(0.2, 0.0, 1.0 if i < 12 else 0.0) for i in range(20)]
+    rows += [row(5.0, 0.0, 1.0 if i < 10 else 0.0) for i in range(20)]
+    rows.append(row(5.0, 0.0, 0.5))
+    bins = by_margin(rows)
+    assert [b["margin"] for b in bins] == [[0.0, 0.5], [4.0, float("inf")]]
+    low, high = bins
+    assert (low["n"], low["accuracy"], low["overconfident"]) == (20, 0.6, False)
+    assert (high["n"], high["accuracy"], high["overconfident"]) == (20, 0.5, True)
+    assert abs(high["claimed"] - sigmoid(5.0)) < 1e-9
+    # a margin decided the other way round counts as wrong, not as a larger margin
+    assert by_margin([row(0.0, 3.0, 1.0)])[0]["accuracy"] == 0.0

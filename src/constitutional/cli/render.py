@@ -113,6 +113,12 @@ def calibration(title: str, summary: dict[str, Any]) -> None:
     acc_s = "n/a" if acc is None else f"{acc:.3f} [{ci(summary['ci95'], 3).replace('–', ', ')}]"
     ece = "n/a" if summary["ece"] is None else f"{summary['ece']:.3f}"
     out.print(f"{title}: accuracy {acc_s} on {summary['n']}, ECE {ece}")
+    if summary.get("by_margin"):
+        table("accuracy by reward margin (Bai et al.: calibration degrades at high reward)",
+              ("margin", "n", "accuracy", "95% CI", "claimed", ""),
+              ([f"{b['margin'][0]:g}–{b['margin'][1]:g}".replace("inf", "∞"), str(b["n"]),
+                f"{b['accuracy']:.3f}", ci(b["ci95"], 3), f"{b['claimed']:.3f}",
+                "overconfident" if b["overconfident"] else ""] for b in summary["by_margin"]))
 
 
 def elo(per_model: dict[str, Any]) -> None:

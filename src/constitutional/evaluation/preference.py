@@ -45,6 +45,29 @@ def preference_summary(p_pred: list[float], p_label: list[float], bins: int = 10
             "mean_confidence": sum(max(q, 1 - q) for q in p_pred) / len(p_pred) if p_pred else None}
 
 
+MARGIN_EDGES = (0.0, 0.5, 1.0, 2.0, 4.0)  # reward-margin bins: [0, .5), [.5, 1), … [4, ∞)
+
+
+def by_margin(rows: list[dict[str, Any]], edges: tuple[float, ...] = MARGIN_EDGES) -> list[dict[str, Any]]:
+    """The preference model's accuracy binned by its reward margin |r_chosen − r_rejected|,
+    next to the confidence that margin claims (mean σ(margin)). Bai et al. saw preference
+    models grow less calibrated at high reward; a bin whose interval lies below its claimed
+    confidence is marked ``overconfident``. Rows whose label has no preference are left out."""
+    out = []
+    for k, lo in enumerate(edges):
+        hi = edges[k + 1] if k + 1 < len(edges) else float("inf")
+        inside = [r for r in rows if r["p_label"] != 0.5
+                  and lo <= abs(r["r_chosen"] - r["r_rejected"]) < hi]
+        if not inside:
+            continue
+        right = sum((r["p_pm"] > 0.5) == (r["p_label"] > 0.5) for r in inside if r["p_pm"] != 0.5)
+        claimed = sum(max(r["p_pm"], 1 - r["p_pm"]) for r in inside) / len(inside)
+        ci = wilson(right, len(inside))
+        out.append({"margin": [lo, hi], "n": len(inside), "accuracy": right / len(inside),
+                    "ci95": list(ci), "claimed": claimed, "overconfident": ci[1] < claimed})
+    return out
+
+
 def _write(out: Path, name: str, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / f"{name}.jsonl", rows)
@@ -68,7 +91,8 @@ def eval_pm(pm, comparisons: list[dict[str, Any]], out: str | Path, name: str = 
                              "category": c.get("category"), "source": c.get("source")})
             advance(len(chunk))
     metrics = {"data": source, "n_comparisons": len(rows),
-               **preference_summary([r["p_pm"] for r in rows], [r["p_label"] for r in rows])}
+               **preference_summary([r["p_pm"] for r in rows], [r["p_label"] for r in rows]),
+               "by_margin": by_margin(rows)}
     return _write(Path(out), name, metrics, rows)
 
 

@@ -1,7 +1,13 @@
-"""What every trainer shares: loading the base model, LoRA, saving a loadable directory."""
+"""What every trainer shares: loading the base model, LoRA, saving a loadable directory.
+
+Under ``accelerate launch`` (several processes, DDP) every process runs the same command;
+only the main one locks the output folder, prints and writes, and the saved manifest
+records how many examples each process trained on.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +19,11 @@ from ..progress import console
 from ..lock import lock_folder
 from ..jsonio import now, write_json
 from ..provenance import provenance
+
+
+def main_process() -> bool:
+    """This process is rank 0 of an ``accelerate launch`` (or the only one)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def load_tokenizer(model: str | Path):
@@ -41,8 +52,10 @@ _CHECKPOINTING = ("activation_checkpointing"
 def common_args(out: Path, device: str | None = None, dtype: str | None = None,
                 **overrides: Any) -> dict[str, Any]:
     """TrainingArguments fields we set the same way for every trainer. Every trainer
-    calls this first, so this is where the output folder becomes this process's alone."""
-    lock_folder(out)
+    calls this first, so this is where the output folder becomes this run's alone (its main
+    process holds the lock)."""
+    if main_process():
+        lock_folder(out)
     from ..devices import resolve
 
     device, dtype = resolve(device, dtype)
@@ -67,7 +80,7 @@ class LossPrinter(TrainerCallback):
     SHOWN = (("loss", "loss"), ("reward", "reward"), ("margin", "rewards/margins"), ("kl", "kl"))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs:
+        if not logs or "loss" not in logs or not state.is_world_process_zero:
             return
         parts = [f"step {state.global_step}/{state.max_steps}"]
         parts += [f"{name} {float(logs[key]):.4f}" for name, key in self.SHOWN if key in logs]
@@ -80,27 +93,48 @@ def train(trainer) -> None:
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    counter = _Counting(trainer.data_collator)
+    trainer.data_collator = counter
     trainer.train()
+    seen = torch.tensor([counter.examples], device=trainer.accelerator.device)
+    trainer.examples_per_process = trainer.accelerator.gather(seen).tolist()
+
+
+class _Counting:
+    """The trainer's collator, counting the examples this process trained on."""
+
+    def __init__(self, collate):
+        self.collate, self.examples = collate, 0
+
+    def __call__(self, features):
+        self.examples += len(features)
+        return self.collate(features)
 
 
 def save_trained(trainer, tokenizer, out: Path, model: str | Path, kind: str,
                  settings: dict[str, Any]) -> dict[str, Any]:
-    """Save a plain model directory (LoRA merged in) that ``hf:DIR`` loads, plus a manifest."""
-    model = trainer.model
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    out.mkdir(parents=True, exist_ok=True)
-    model.config.use_cache = True  # training turns it off; generation wants it back
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    """Save a plain model directory (LoRA merged in) that ``hf:DIR`` loads, plus a manifest
+    (written by the main process; every process returns it)."""
+    trainer.accelerator.wait_for_everyone()
     history = [h for h in trainer.state.log_history if "loss" in h]
     manifest = {
         "kind": kind,
         "finished_at": now(),
         "steps": trainer.state.global_step,
         "losses": [h["loss"] for h in history],
+        "processes": trainer.accelerator.num_processes,
+        "examples_per_process": getattr(trainer, "examples_per_process", None),
         "log_history": trainer.state.log_history,
         "provenance": provenance(model=str(model), config=settings),
     }
-    write_json(out / "cai_training.json", manifest)
+    if trainer.accelerator.is_main_process:
+        saved = trainer.accelerator.unwrap_model(trainer.model)
+        if hasattr(saved, "merge_and_unload"):
+            saved = saved.merge_and_unload()
+        out.mkdir(parents=True, exist_ok=True)
+        saved.config.use_cache = True  # training turns it off; generation wants it back
+        saved.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        write_json(out / "cai_training.json", manifest)
+    trainer.accelerator.wait_for_everyone()
     return manifest

@@ -194,7 +194,8 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     manifest = save_trained(trainer, tokenizer, out, model, "rl", settings)
     manifest["monitor"] = rewards.history
 
-    write_json(out / "cai_training.json", manifest)
+    if trainer.accelerator.is_main_process:
+        write_json(out / "cai_training.json", manifest)
     return manifest
 
 
@@ -224,7 +225,7 @@ class RLPrinter(LossPrinter):
     """One line per step: reward, KL and the monitor's figures."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs:
+        if not logs or not state.is_world_process_zero:
             return
         parts = [f"step {state.global_step}/{state.max_steps}"]
         for name, key in (("reward", "reward"), ("kl", "kl"),
