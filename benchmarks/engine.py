@@ -7,7 +7,9 @@ the critique stage, the labelling stage, and how closely their outputs agree.
 Same model (packaged SmolLM2-135M-Instruct), same dtype (the default: bf16 on a CPU with
 native bf16), batch size 32, one process, hf first then vllm for each workload:
   critique   constitutional.critique.run_critique as `cai critique` runs it: the first N
-             bundled red-team prompts, R rounds, the stage's default sampling and few-shot
+             bundled red-team prompts, R rounds, sampled at the stage's temperature, with
+             the packaged demo's settings (1 few-shot example, 64-token drafts and
+             revisions, 48-token critiques; --full: the stage's defaults)
   label      constitutional.feedback.label_pairs as `cai label` runs it: N HH-RLHF
              harmless-base test pairs, both orders (2N judgments)
   agreement  greedy texts of 64 AdvBench prompts (48 new tokens); the option
@@ -59,6 +61,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--pairs", type=int, default=128)
     ap.add_argument("--agree", type=int, default=64)
+    ap.add_argument("--full", action="store_true", help="The stage's own defaults (every "
+                    "few-shot example, 128/96 tokens) instead of the demo's critique settings")
     ap.add_argument("--out", default="benchmarks/out/engine.json")
     args = ap.parse_args()
     quiet_libraries()
@@ -75,7 +79,8 @@ def main() -> None:
 
     result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
                     "command": "benchmarks/engine.py " + " ".join(
-                        f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
+                        f"--{k} {v}" for k, v in vars(args).items() if k not in ("out", "full"))
+                    + (" --full" if args.full else ""),
                     "engines": {}}
     outputs = {}
     for engine in ("hf", "vllm"):
@@ -85,8 +90,10 @@ def main() -> None:
         start = time.perf_counter() - t0
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            summary = run_critique(backend, red, c, tmp,
-                                   CritiqueConfig(rounds=args.rounds, seed=0), overwrite=True)
+            settings = {} if args.full else dict(few_shot_examples=1, max_new_tokens=64,
+                                                 critique_max_new_tokens=48)
+            summary = run_critique(backend, red, c, tmp, CritiqueConfig(
+                rounds=args.rounds, seed=0, **settings), overwrite=True)
             critique_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         recording = Recording(backend)

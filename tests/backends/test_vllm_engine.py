@@ -54,6 +54,13 @@ def test_generation_greedy_sampled_stopped_and_truncated(engine):
                                     max_new_tokens=64, temperature=0, stop=("\n",))])[0]
     assert "\n" not in stopped.texts[0] and stopped.finish_reasons == ["stop"]
 
+    # More seeded prompt tokens than one engine step takes (vLLM 0.32 on CPU failed such a
+    # batch when it split a prompt over two steps): every sample repeats on a rerun.
+    story = "Tell me a long story about rivers and mountains. " * 30
+    many = [_ask(story + str(i), max_new_tokens=8, temperature=0.7, top_p=0.95, seed=i)
+            for i in range(24)]
+    assert [g.texts for g in engine.generate(many)] == [g.texts for g in engine.generate(many)]
+
     long = engine.generate([_ask("word " * 9000, max_new_tokens=8, temperature=0)])[0]
     assert long.warnings and "truncated to its last" in long.warnings[0]
     assert long.prompt_tokens == engine.max_context - 8

@@ -83,6 +83,9 @@ class VLLMBackend:
         kwargs = dict(model=str(path), dtype=_dtype(dtype, device), seed=seed,
                       max_model_len=self.max_context, enable_prefix_caching=True,
                       use_tqdm_on_load=False,
+                      # vLLM 0.32 on CPU fails a seeded request whose prompt is split over
+                      # two steps ("CPU Generator does not use offset"): whole prompts only.
+                      enable_chunked_prefill=False,
                       enforce_eager=os.environ.get("CAI_VLLM_COMPILE") != "1")
         if device.startswith("cuda"):
             # A run keeps up to three engines, and trains between stages in this process.
