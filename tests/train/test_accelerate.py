@@ -28,8 +28,8 @@ def _check(proc: subprocess.CompletedProcess, out, rows: int, steps: int) -> dic
     # each process trained on its own half of every step's examples
     assert manifest["examples_per_process"] == [rows // 2, rows // 2]
     assert manifest["steps"] == steps and len(manifest["losses"]) == steps
-    # one line per step, printed by the main process only
-    assert proc.stdout.count("step 1/") == 1
+    # one line per step (on stderr, with the progress), printed by the main process only
+    assert proc.stderr.count(f"step 1/{steps}") == 1
     model = ModelConfig(spec=f"hf:{out}", engine="hf").load()
     gen = model.generate([GenerationRequest(messages=chat("Say hello."),
                                             sampling=Sampling(max_new_tokens=6, temperature=0))])
