@@ -281,7 +281,7 @@ def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
     st = cai("status", run, check=True).stdout
     assert "pairs" in st and "incomplete" in st
     done_before = {s: json.loads((run / ".cai/stages" / f"{s}.json").read_text())["finished_at"]
-                   for s in ("prompts", "critique", "helpful", "sft-data", "sft")}
+                   for s in ("prompts", "judge", "critique", "helpful", "sft-data", "sft")}
 
     r = cai("run", config, "--out", run, check=True)
     assert "[pairs] resuming" in r.stdout
@@ -330,8 +330,8 @@ def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
     # (`make setup` installs it) every local model ran on it, and the packaged model, judge
     # of labelling and evaluation, started once in the resumed run: its engine stayed up
     # through the preference-model and DPO training stages between them.
-    resumed = [json.loads((run / ".cai/stages" / f"{s.name}.json").read_text())
-               for s in STAGES if s.name not in done_before]
+    resumed = [json.loads((run / ".cai/stages" / f"{s}.json").read_text())
+               for s in STAGES if s not in done_before]
     loads = [m for marker in resumed for m in marker["models_loaded"]]
     vllm = importlib.util.find_spec("vllm") is not None
     assert {m["engine"] for m in loads} == ({"vllm"} if vllm else {"hf"})
