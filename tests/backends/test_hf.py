@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from constitutional.backends import ChoiceRequest, GenerationRequest, Sampling, chat, load_backend
+from constitutional.backends import ChoiceRequest, GenerationRequest, ModelConfig, Sampling, chat
 from constitutional.backends.hf import smollm2_dir
 
 QUESTIONS = ["What is the capital of France?", "Name a colour of the sky.",
@@ -81,7 +81,7 @@ def test_long_prompt_is_truncated_with_a_warning(smollm2):
 def test_converted_directory_loads_as_hf_spec():
     path = smollm2_dir()
     assert (path / "config.json").exists()
-    b = load_backend(f"hf:{path}")
+    b = ModelConfig(spec=f"hf:{path}", engine="hf").load()  # our transformers loop
     assert b.spec == f"hf:{path}"
     assert not hasattr(b.model.config, "quantization_config")
 
