@@ -97,11 +97,18 @@ class VLLMBackend:
         self.batch_size = batch_size
 
     def close(self) -> None:
-        engine = getattr(self.llm, "llm_engine", None)
+        """Stop the engine's processes (also when this backend is garbage-collected)."""
+        engine = getattr(getattr(self, "llm", None), "llm_engine", None)
         shutdown = getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        self.llm = None
         if shutdown:
             shutdown()
-        self.llm = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the engine's own finaliser stops it
+            pass
 
     def render(self, messages: tuple[Message, ...], prefix: str = "") -> str:
         return self._render(self.tokenizer, messages, prefix)
