@@ -1,8 +1,14 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# The suite runs local models on our transformers loop, as each test was written against;
+# the vllm engine has its own tests (tests/backends/test_vllm_engine.py, the vLLM server
+# tests), and the end-to-end `cai run` test runs every stage on it with CAI_ENGINE=auto.
+os.environ.setdefault("CAI_ENGINE", "hf")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -263,8 +263,9 @@ def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
     config.write_text(TINY)
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "constitutional", "run", str(config), "--out", str(run)]
+    auto = {**os.environ, "CAI_ENGINE": "auto"}  # vLLM where installed: what users get
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, env=auto)
     pairs = run / "rlaif" / "pairs.jsonl"
     deadline = time.time() + 900  # generous: CI machines may be busy
     while time.time() < deadline and proc.poll() is None:
@@ -283,7 +284,7 @@ def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
     done_before = {s: json.loads((run / ".cai/stages" / f"{s}.json").read_text())["finished_at"]
                    for s in ("prompts", "judge", "critique", "helpful", "sft-data", "sft")}
 
-    r = cai("run", config, "--out", run, check=True)
+    r = cai("run", config, "--out", run, check=True, env=auto)
     assert "[pairs] resuming" in r.stdout
     # A quiet terminal: no Python warning, no trainer's raw log dictionary, no library bars.
     both = r.stdout + r.stderr
@@ -342,6 +343,6 @@ def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
         + [f"hf:{run / 'models' / 'rl'}"])
 
     # a third run has nothing to do
-    again = cai("run", config, "--out", run, check=True).stdout
+    again = cai("run", config, "--out", run, check=True, env=auto).stdout
     assert again.count("up to date") == 12
     assert "[judge] judge smollm2 on 40 clear-cut cases" in again
