@@ -13,7 +13,7 @@ import pytest
 from constitutional.errors import CaiError
 from constitutional.pipeline import STAGES, Run, load_config, packaged_config, status
 
-from .conftest import cai
+from .conftest import SHARED, cai
 
 
 def test_packaged_demo_config_is_valid():
@@ -260,7 +260,8 @@ def _ids(path):
 @pytest.mark.slow
 def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
+    arc = SHARED / "data" / "arc" / "ARC-Easy-test.jsonl"
+    config.write_text(TINY + f'[eval.capability]\ntasks = ["arc_easy"]\nlimit = 4\narc_file = "{arc}"\n')
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "constitutional", "run", str(config), "--out", str(run)]
     auto = {**os.environ, "CAI_ENGINE": "auto"}  # vLLM where installed: what users get
@@ -326,6 +327,11 @@ def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
     assert {(t["a"], t["b"]) for t in metrics["paired"]} == {
         ("base", "sl-cai"), ("base", "rl-cai"), ("sl-cai", "rl-cai")}
     assert "base vs SL-CAI vs RL-CAI" in r.stdout
+    # capability on the same three models, through lm-eval, paired on the same questions
+    cap = metrics["capability"]
+    assert {m: v["arc_easy"]["n"] for m, v in cap["per_model"].items()} == {
+        "base": 4, "sl-cai": 4, "rl-cai": 4}
+    assert len(cap["paired"]) == 3 and 'id="capability-arc_easy"' in page
 
     # The engine that made each stage's records is in its marker. With vLLM installed
     # (`make setup` installs it) every local model ran on it, and the packaged model, judge

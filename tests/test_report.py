@@ -11,6 +11,16 @@ from constitutional.report import write_report
 
 
 
+def _capability(*accs, p):
+    return {"settings": {"limit": 300},
+            "per_model": {m: {"arc_easy": {"n": 300, "acc": a, "acc_ci95": [a - 0.05, a + 0.05],
+                                           "acc_norm": a - 0.02, "acc_norm_ci95": [a - 0.07, a + 0.03]}}
+                          for m, a in accs},
+            "paired": [{"a": accs[0][0], "b": accs[1][0], "task": "arc_easy", "n": 300,
+                        "a_only": 30, "b_only": 12, "p_value": p,
+                        "difference": accs[1][1] - accs[0][1]}]}
+
+
 def _fake_run(root):
     """A run folder with evaluation output, including hostile model text."""
     (root / "eval").mkdir(parents=True)
@@ -27,7 +37,8 @@ def _fake_run(root):
                      "elo_helpful": {"elo": 0.0 if name == "base" else -20.0, "ci95": [-30, 10],
                                      "win_rate": 0.5, "comparisons": 4}}
     (root / "eval" / "metrics.json").write_text(json.dumps(
-        {"per_model": per, "prompts": {"harmful": 1}, "feedback_model": "smollm2"}))
+        {"per_model": per, "prompts": {"harmful": 1}, "feedback_model": "smollm2",
+         "capability": _capability(("base", 0.50), ("sl-cai", 0.44), p=0.003)}))
     (root / "eval" / "by_round.json").write_text(json.dumps(
         [{"round": 0, "rate": 0.6, "ci95": [0.3, 0.8], "n": 4, "mean_p_violation": 0.55},
          {"round": 1, "rate": 0.4, "ci95": [0.2, 0.7], "n": 4, "mean_p_violation": 0.45}]))
@@ -56,7 +67,7 @@ def test_report_escapes_model_text_and_has_every_section(tmp_path):
     assert "<script>document" not in page and "&lt;script&gt;" in page
     assert "<img src=x" not in page and "&lt;b&gt;build&lt;/b&gt;" in page
     for sid in ("summary", "violations", "refusals", "elo", "by-round", "pm-calibration",
-                "position-bias", "examples", "provenance", "robustness"):
+                "position-bias", "examples", "provenance", "robustness", "capability-arc_easy"):
         assert f'id="{sid}"' in page
     assert "abc123" in page and "http://" not in page and "https://" not in page
 
@@ -78,7 +89,7 @@ def test_report_in_headless_chromium_shows_plots_and_runs_no_model_script(tmp_pa
     dom = out.stdout
     assert "<body" in dom, out.stderr[-2000:]
     assert "data-pwned" not in dom.split("<body", 1)[1].split(">", 1)[0]
-    for plot in ("violations", "refusals", "elo", "by-round", "pm-calibration"):
+    for plot in ("violations", "refusals", "elo", "by-round", "pm-calibration", "pareto-arc_easy"):
         assert f'data-plot="{plot}"' in dom
     assert dom.count('class="bar"') >= 4
     assert "&lt;script&gt;" in dom
@@ -117,3 +128,16 @@ def test_overview_says_in_plain_words_when_training_made_the_model_evasive():
         _paired("base", "rl-cai", "borderline", (1, 4, 0.375), (1, 4, 0.375))]}
     (only,) = _evasive_drift(explained)
     assert "declines more harmful prompts" in only and "evasively" not in only
+
+
+def test_overview_says_whether_capability_changed():
+    from constitutional.report import _capability_overview
+
+    (lost,) = _capability_overview({"capability": _capability(("base", 0.50), ("rl-cai", 0.44),
+                                                                p=0.003)})
+    assert lost == ("Capability (arc_easy, 300 questions: base 50%, RL-CAI 44%) changed "
+                    "significantly: base → RL-CAI lost 6% (p = 0.003).")
+    (kept,) = _capability_overview({"capability": _capability(("base", 0.50), ("rl-cai", 0.49),
+                                                                p=0.6)})
+    assert "did not change significantly between any two models" in kept
+    assert _capability_overview({"per_model": {}}) == []

@@ -2,7 +2,8 @@
 scripts. Plots are inline SVG drawn here; every piece of model text is escaped.
 
 Sections appear when their data exists: summary, violations by category, refusals,
-the harmlessness-versus-helpfulness Elo frontier, harmlessness by revision round,
+the harmlessness-versus-helpfulness Elo frontier, harm against capability (lm-eval),
+harmlessness by revision round,
 preference-model calibration, labeler position bias, training curves, examples, and
 provenance (constitution hash, models, config, package version, commit).
 """
@@ -164,6 +165,39 @@ def scatter(name: str, title: str, points: dict[str, tuple[float, float]], xlabe
                     f'fill="{COLOURS[i % 6]}"><title>{_e(label)}</title></circle>'
                     f'<text x="{cx + 8:.1f}" y="{cy + 4:.1f}" font-size="11">{_e(label)}</text>')
     return _frame(name, title, "".join(body), ylabel)
+
+
+def pareto(name: str, title: str, points: dict[str, dict[str, Any]], xlabel: str) -> str:
+    """Each model at (capability, rate) for every rate series, with 95% intervals as
+    whiskers both ways: up and to the right is what training should not trade away."""
+    series = sorted({k for p in points.values() for k in p["rates"]})
+    if not points or not series:
+        return ""
+    xs = [v for p in points.values() for v in p["x_ci"]]
+    x0, x1 = max(0.0, min(xs) - 0.02), min(1.0, max(xs) + 0.02)
+    y0, y1 = 0.0, min(1.0, max(v for p in points.values() for r in p["rates"].values()
+                               for v in r["ci95"]) + 0.05)
+    body = [f'<text x="{PAD}" y="{H - 8}" font-size="10">{_e(xlabel)} {x0:.0%} … {x1:.0%}</text>',
+            f'<text x="{PAD + 4}" y="20" font-size="10">{y1:.0%}</text>']
+    for si, key in enumerate(series):
+        colour = COLOURS[si % 6]
+        for model, p in points.items():
+            r = p["rates"].get(key)
+            if r is None or r["rate"] is None:
+                continue
+            cx, cy = _x(p["x"], x0, x1), _y(r["rate"], y0, y1)
+            (lx, hx), (ly, hy) = ((_x(v, x0, x1) for v in p["x_ci"]),
+                                  (_y(v, y0, y1) for v in r["ci95"]))
+            body.append(f'<line x1="{lx:.1f}" y1="{cy:.1f}" x2="{hx:.1f}" y2="{cy:.1f}" '
+                        f'stroke="{colour}" stroke-opacity="0.5"/><line x1="{cx:.1f}" '
+                        f'y1="{ly:.1f}" x2="{cx:.1f}" y2="{hy:.1f}" stroke="{colour}" '
+                        f'stroke-opacity="0.5"/><circle class="point" cx="{cx:.1f}" '
+                        f'cy="{cy:.1f}" r="5" fill="{colour}"><title>{_e(_label(model))}, '
+                        f'{_e(key)}: {r["rate"]:.0%} at {p["x"]:.0%}</title></circle>'
+                        f'<text x="{cx + 7:.1f}" y="{cy - 5:.1f}" font-size="10">'
+                        f'{_e(_label(model))}</text>')
+    body.append(_legend(series))
+    return _frame(name, title, "".join(body), "share of answers")
 
 
 # -- sections ---------------------------------------------------------------------------
@@ -328,6 +362,8 @@ def overview(run: Path) -> str:
             parts.append("Answer length changed significantly for " + "; ".join(
                 f"{_e(_label(t['a']))} → {_e(_label(t['b']))} on {_e(t['set'])} prompts "
                 f"({t['tests']['words']['mean_shift']:+.1f} words)" for t in moved) + ".")
+    if metrics:
+        parts += _capability_overview(metrics)
     trajectories = _jsonl(layout.critique)
     if trajectories:
         from .evaluation.revisions import quality_by_round
@@ -486,6 +522,72 @@ def _eval_sections(run: Path) -> list[str]:
     return out
 
 
+def _capability_section(run: Path) -> list[str]:
+    """Harm against capability, per model: the judge-free refusal rates next to the
+    benchmark accuracy, as a table, a Pareto view and the paired tests."""
+    metrics = _read(RunLayout(run).metrics) or {}
+    cap = metrics.get("capability")
+    if not cap:
+        return []
+    out = []
+    for task in sorted({t for tasks in cap["per_model"].values() for t in tasks}):
+        points, rows = {}, []
+        for model, tasks in cap["per_model"].items():
+            v = tasks.get(task)
+            if v is None:
+                continue
+            free = (metrics["per_model"].get(model) or {}).get("judge_free") or {}
+            harmful = (free.get("harmful") or {}).get("refused")
+            false = (metrics["per_model"].get(model) or {}).get("false_refusal")
+            rates = {k: r for k, r in (("refused harmful prompts", harmful),
+                                       ("false refusals (borderline)", false))
+                     if r and r.get("n")}
+            points[model] = {"x": v["acc"], "x_ci": v["acc_ci95"], "rates": rates}
+            rows.append([_label(model), v["n"], f"{v['acc']:.1%}", _ci(v["acc_ci95"]),
+                         "–" if "acc_norm" not in v else f"{v['acc_norm']:.1%}",
+                         *(f"{r['rate']:.0%} ({_ci(r['ci95'])})" if r else "–"
+                           for r in (harmful, false))])
+        tests = [[f"{_label(t['a'])} → {_label(t['b'])}", t["n"], f"{t['difference']:+.1%}",
+                  f"{t['a_only']} / {t['b_only']}", _p(t["p_value"]), _significant(t["p_value"])]
+                 for t in cap["paired"] if t["task"] == task]
+        out.append(_section(
+            f"capability-{task}", f"Harm against capability: {task}",
+            _table(["model", "questions", "accuracy", "95% interval", "length-normalised",
+                    "refused harmful (judge-free)", "false refusals (judge-free)"], rows)
+            + pareto(f"pareto-{task}", f"Refusal rates against {task} accuracy (95% intervals)",
+                     points, f"{task} accuracy")
+            + (_table(["models", "questions", "accuracy change", "only first / only second "
+                       "right", "p-value", "significant"], tests) if tests else ""),
+            f"Capability by lm-evaluation-harness ({task}, the first {cap['settings']['limit']} "
+            "questions, each choice scored by log-likelihood) against the refusal classifier's "
+            "rates on the held-out prompts. A model should refuse more harmful prompts without "
+            "losing accuracy or refusing more benign ones. Paired: McNemar's exact test on the "
+            "same questions."))
+    return out
+
+
+def _capability_overview(metrics: dict[str, Any], alpha: float = 0.05) -> list[str]:
+    cap = metrics.get("capability")
+    if not cap:
+        return []
+    parts = []
+    for task in sorted({t for tasks in cap["per_model"].values() for t in tasks}):
+        accs = ", ".join(f"{_e(_label(m))} {tasks[task]['acc']:.0%}"
+                         for m, tasks in cap["per_model"].items() if task in tasks)
+        n = next(tasks[task]["n"] for tasks in cap["per_model"].values() if task in tasks)
+        moved = [t for t in cap["paired"] if t["task"] == task and t["p_value"] < alpha]
+        if moved:
+            said = "; ".join(f"{_e(_label(t['a']))} → {_e(_label(t['b']))} "
+                             f"{'lost' if t['difference'] < 0 else 'gained'} "
+                             f"{abs(t['difference']):.0%} ({_peq(t['p_value'])})" for t in moved)
+            parts.append(f"Capability ({_e(task)}, {n} questions: {accs}) changed "
+                         f"significantly: {said}.")
+        else:
+            parts.append(f"Capability ({_e(task)}, {n} questions: {accs}) did not change "
+                         f"significantly between any two models (McNemar p ≥ {alpha}).")
+    return parts
+
+
 def _pm_section(run: Path) -> list[str]:
     m = _read(RunLayout(run).pm_metrics)
     if not m:
@@ -583,7 +685,8 @@ def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
         raise CaiError(f"{run}: no such run folder")
     if provenance is not None:
         write_json(RunLayout(run).provenance, provenance)
-    sections = [*_eval_sections(run), *_judge_section(run), *_quality_section(run),
+    sections = [*_eval_sections(run), *_capability_section(run), *_judge_section(run),
+                *_quality_section(run),
                 *_robustness_section(run), *_pm_section(run),
                 *_labeler_section(run),
                 *_training_section(run), _provenance_section(provenance, run)]

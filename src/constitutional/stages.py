@@ -237,6 +237,16 @@ def eval(ctx: RunContext) -> dict[str, Any]:
     if ctx.layout.critique.is_file():
         harm_by_round(judge, read_jsonl(ctx.layout.critique), ctx.constitution, ctx.layout.eval,
                       c.eval.judge_principles, c.models.batch_size)
+    cap = c.eval.capability
+    if cap.tasks:
+        from .evaluation.capability import evaluate_capability
+        from .jsonio import write_json
+
+        scoring = {k: m if cap.engine == "model" else m.using(m.spec, engine=cap.engine)
+                   for k, m in models.items()}
+        metrics["capability"] = evaluate_capability(
+            {k: m.backend() for k, m in scoring.items()}, ctx.layout.eval / "capability", cap)
+        write_json(ctx.layout.metrics, metrics)
     return {"models": list(models), "summary": summary_rows(metrics)}
 
 

@@ -20,6 +20,7 @@ from .. import __version__
 from ..backends import DEFAULT_MODEL, ModelConfig
 from ..critique import CritiqueConfig
 from ..errors import CaiError
+from ..evaluation.capability import CapabilityConfig
 from ..evaluation.suite import EvalConfig
 from ..feedback import LabelConfig
 from ..generate import GenerateConfig, PairsConfig
@@ -513,6 +514,37 @@ def eval_refusals(out_dir: Path = Out("metrics.json, verdicts.jsonl"),
               + f"; metrics in {out_dir / 'metrics.json'}")
 
 
+def _named(specs: list[str], like: ModelConfig) -> dict[str, ModelConfig]:
+    """``NAME=SPEC`` (or a bare spec, named after itself) → that model, with ``like``'s settings."""
+    named = {}
+    for s in specs:
+        name, _, spec = s.partition("=") if "=" in s and not s.startswith("hf:") else (s, "", s)
+        named[name] = like.using(spec)
+    return named
+
+
+@eval_app.command("capability")
+@options(CapabilityConfig, skip=("engine",))
+@models("model", batch_size=None)
+def eval_capability(
+    others: Optional[list[str]] = typer.Argument(None, help="More models, compared with --model "
+                                                 "on the same questions: NAME=SPEC or SPEC."),
+    out_dir: Path = Out("capability.json, <model>.jsonl"), model: ModelConfig = None,
+    config: CapabilityConfig = None,
+) -> None:
+    """Capability kept? Multiple-choice benchmarks (ARC-Easy by default) through
+    lm-evaluation-harness on local data: accuracy with 95% intervals, each question's result
+    kept, and every pair of models compared on the same questions (McNemar). Uses the
+    engine --engine picks. Never train on these sets."""
+    from ..evaluation.capability import evaluate_capability
+
+    model = model.model_copy(update={"batch_size": config.batch_size})
+    named = {model.spec: model, **_named(others or [], model)}
+    render.capability(evaluate_capability({k: m.backend() for k, m in named.items()}, out_dir,
+                                          config))
+    out.print(f"metrics in {out_dir / 'capability.json'}")
+
+
 @eval_app.command("compare")
 @options(EvalConfig, skip=("judge", "compare", "judge_principles"))
 @models("feedback")
@@ -529,10 +561,7 @@ def eval_compare(
     bootstrap intervals, for harmlessness and helpfulness separately."""
     from ..redteam import resolve_prompts
 
-    named = {}
-    for s in specs:  # NAME=SPEC, or a bare spec named after itself
-        name, _, spec = s.partition("=") if "=" in s and not s.startswith("hf:") else (s, "", s)
-        named[name] = feedback.using(spec)
+    named = _named(specs, feedback)
     if len(named) < 2:
         raise CaiError("cai eval compare needs at least two models")
     m = _evaluate(named, resolve_prompts(harmful, None, limit), [],

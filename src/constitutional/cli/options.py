@@ -64,8 +64,10 @@ def _option(name: str, kind: Any, default: Any, *decls: str, help: str = "") -> 
 
 def options(model: type[C], skip: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
     """Add one command-line option per field of ``model`` to a Typer command and hand the
-    command a validated ``config`` instead. Fields in ``skip`` keep their default."""
-    fields = {name: f for name, f in model.model_fields.items() if name not in skip}
+    command a validated ``config`` instead. Fields in ``skip`` keep their default, and so do
+    nested configs (a table of their own in a pipeline TOML, such as ``[eval.capability]``)."""
+    fields = {name: f for name, f in model.model_fields.items()
+              if name not in skip and not _nested(f.annotation)}
     added = []
     for name, field in fields.items():
         kind = _cli_type(field.annotation)
@@ -176,6 +178,10 @@ def where(items: list[str]) -> dict[str, str] | None:
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out or None
+
+
+def _nested(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, StageConfig)
 
 
 def _is_tuple(model: type[StageConfig], name: str) -> bool:

@@ -129,12 +129,27 @@ def elo(per_model: dict[str, Any]) -> None:
            for name, m in per_model.items()))
 
 
+def capability(metrics: dict[str, Any]) -> None:
+    per = metrics["per_model"]
+    table("capability (lm-eval, multiple choice)",
+          ("model", "task", "n", "accuracy", "95% CI", "length-normalised", "95% CI"),
+          ([name, task, v["n"], fmt(v["acc"], 3), ci(v["acc_ci95"], 3), fmt(v.get("acc_norm"), 3),
+            ci(v.get("acc_norm_ci95"), 3)] for name, tasks in per.items() for task, v in tasks.items()))
+    if metrics["paired"]:
+        table("paired on the same questions (McNemar's exact test on accuracy)",
+              ("models", "task", "n", "change", "only first right", "only second right", "p"),
+              ([f"{t['a']} → {t['b']}", t["task"], t["n"], f"{t['difference']:+.3f}", t["a_only"],
+                t["b_only"], f"{t['p_value']:.3g}"] for t in metrics["paired"]))
+
+
 def run_summary(rows: list[dict[str, Any]], uninformative: list[str]) -> None:
+    tasks = [k for k in (rows[0] if rows else {}) if k.endswith("_acc")]
     table("base vs SL-CAI vs RL-CAI on held-out prompts",
           ("model", "refused", "explained", "evasive", "false refusal (borderline)", "words",
-           "harm*", "Elo harmless*", "Elo helpful*"),
+           *tasks, "harm*", "Elo harmless*", "Elo helpful*"),
           ([r["model"], fmt(r.get("refused_harmful"), 3), fmt(r.get("explained_harmful"), 3),
             fmt(r["evasive_rate"], 3), fmt(r["false_refusal_rate"], 3), fmt(r.get("mean_words"), 1),
+            *(fmt(r.get(t), 3) for t in tasks),
             fmt(r["violation_rate"], 3), fmt(r["elo_harmless"], 0), fmt(r["elo_helpful"], 0)]
            for r in rows),
           caption="On harmful prompts unless noted; * judged by the feedback model.")

@@ -21,7 +21,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..backends import Backend
 
@@ -36,6 +36,7 @@ from ..records import Verdict, as_record
 from ..store import Chunk, RunStore, run_chunks
 from ..provenance import provenance
 from ..jsonio import write_json, write_jsonl
+from .capability import CapabilityConfig
 from .elo import elo
 from .harm import judge_harm_some, violation_table
 from .metrics import mcnemar, paired_shift, wilson
@@ -61,6 +62,17 @@ class EvalConfig(StageConfig):
     compare: bool = Field(True, description="Pairwise comparisons by the judge (both orders) → "
                           "win rates and Elo, when there are two models or more.")
     seed: int = Field(0, description="Seeds the comparison principles and the Elo bootstrap.")
+    capability: CapabilityConfig = Field(
+        default_factory=lambda: CapabilityConfig(tasks=()),
+        description="Capability benchmarks on every model (lm-eval, multiple choice): "
+        '`capability = ["arc_easy"]`, or an [eval.capability] table (tasks, limit, arc_file, '
+        "include_path, engine). None by default.")
+
+    @field_validator("capability", mode="before")
+    @classmethod
+    def _tasks_only(cls, value: Any) -> Any:
+        """``capability = ["arc_easy"]``: the tasks, every other setting its default."""
+        return {"tasks": value} if isinstance(value, (str, list, tuple)) else value
 
     def only(self, mode: str) -> "EvalConfig":
         """The settings of one single-purpose command: ``harm`` (the judge's verdicts, no
@@ -298,5 +310,7 @@ def summary_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
                      "false_refusal_rate": m["false_refusal"]["rate"],
                      "evasive_rate": m["evasive_on_harmful"]["rate"],
                      "elo_harmless": (m.get("elo_harmless") or {}).get("elo"),
-                     "elo_helpful": (m.get("elo_helpful") or {}).get("elo")})
+                     "elo_helpful": (m.get("elo_helpful") or {}).get("elo"),
+                     **{f"{task}_acc": v["acc"] for task, v in
+                        (metrics.get("capability") or {}).get("per_model", {}).get(name, {}).items()}})
     return rows
