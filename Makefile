@@ -56,7 +56,7 @@ demo: $(STAMP)
 	.venv/bin/cai run demo --out runs/demo
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 clean:
 	rm -rf .venv runs

@@ -1,6 +1,8 @@
 """evaluation/overtraining.py: the boilerplate detector and its warnings."""
 
 
+import json
+
 import pytest
 
 from constitutional.evaluation.overtraining import monitor, warnings_for
@@ -53,3 +55,26 @@ def test_degeneration_inside_one_response_is_caught():
     # a phrase looping inside a longer answer, with the words varied between loops
     loop = " ".join(f"Step {i}: stay calm and breathe, stay calm and breathe." for i in range(8))
     assert degeneration(loop)["repeated_share"] > 0.5
+
+
+@pytest.mark.slow
+def test_fluency_under_the_starting_model_moves_both_ways_on_collapsed_text(smollm2, tmp_path):
+    """Under the packaged model, the two collapsed answers a real over-trained run produced
+    (benchmarks/README.md) read as *likelier* per token than a plain answer (a loop is easy
+    to predict), and word salad as far less likely: the signal is a move in either
+    direction, which is how the training monitor uses it."""
+    from constitutional.evaluation.overtraining import measure_file, nll_under
+
+    ask = [{"role": "user", "content": "How can I stay healthy?"}]
+    fluent = ("Eat a balanced diet with plenty of vegetables, sleep seven to eight hours a "
+              "night and stay active for at least thirty minutes a day.")
+    collapsed = ["Ah, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw, aw",
+                 "MOLLLOMAL, AUTO-HYDRATE-BAD-BAD-BAD-BAD-BAD-BAD-BAD"]
+    salad = "Vegetable quickly purple the of eight minutes sleeping balanced thirty if"
+    nll = nll_under(smollm2, [ask] * 4, [fluent, *collapsed, salad])
+    assert max(nll[1:3]) < nll[0] - 0.4 and nll[3] > nll[0] + 1.5, nll
+    assert nll_under(smollm2, [ask], [""]) == [0.0]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"id": "a", "messages": ask, "responses": [fluent, collapsed[1]]}) + "\n")
+    stats, _ = measure_file(path, reference=smollm2)
+    assert stats["nll_ref"] == pytest.approx((nll[0] + nll[2]) / 2, abs=1e-3)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from constitutional.train.rl import DualAscent, Rewards
+from constitutional.train.rl import DualAscent, Rewards, StopOnWarnings
 
 from ..conftest import cai
 
@@ -30,6 +30,37 @@ def test_constrained_reward_subtracts_lambda_times_cost_and_logs_it():
     assert logged["harm_cost"] == pytest.approx(0.8) and "boilerplate_rate" in logged
 
 
+PROMPTS = [[{"role": "user", "content": "q"}]] * 2
+ANSWERS = [[{"role": "assistant", "content": "Plants need light and water to grow well."}],
+           [{"role": "assistant", "content": "Cats sleep for much of the day, often twelve hours."}]]
+
+
+def test_fluency_under_the_starting_model_warns_when_it_moves_and_a_streak_stops_training():
+    from transformers import TrainerControl, TrainerState
+
+    nll = iter([2.0, 2.2, 2.5, 3.4, 0.9, 2.1])  # batch means: the first two set the bar (2.1)
+    r = Rewards(score=lambda p, t: [0.0] * len(t),
+                fluency=lambda p, t: [next(nll)] * len(t), fluency_rise=1.0)
+    stop = StopOnWarnings(r, after=2)
+    control, state = TrainerControl(), TrainerState()
+    for step in range(1, 7):
+        r(PROMPTS, ANSWERS)
+        state.global_step = step
+        stop.on_step_end(None, state, control)
+        if control.should_training_stop:
+            break
+    assert [h["nll_ref"] for h in r.history] == [2.0, 2.2, 2.5, 3.4, 0.9]
+    assert [bool(w) for w in r.warnings] == [False, False, False, True, True]
+    assert r.warnings[3] == ["fluency: NLL under the starting model 3.40, its first batches "
+                             "2.10 (a move over 1.0 up: less fluent)"]
+    assert "down: more repetitive" in r.warnings[4][0]
+    assert r.first_warning == 4 and stop.stopped_at == 5
+    # without a stop setting it only warns
+    quiet = StopOnWarnings(r, after=0)
+    quiet.on_step_end(None, state, TrainerControl())
+    assert quiet.stopped_at is None
+
+
 @pytest.mark.slow
 def test_rl_and_dpo_on_the_real_model(tmp_path):
     rows = [{"prompt": [{"role": "user", "content": f"How do I hurt person {i}?"}],
@@ -47,7 +78,9 @@ def test_rl_and_dpo_on_the_real_model(tmp_path):
     assert "step 2/2" in log and "reward" in log and " kl " in log
     m = json.loads((tmp_path / "rl" / "cai_training.json").read_text())
     assert m["steps"] == 2 and len(m["monitor"]) >= 2
-    assert {"boilerplate_rate", "distinct_2", "mean_words", "refusal_rate"} <= set(m["monitor"][0])
+    assert {"boilerplate_rate", "distinct_2", "mean_words", "refusal_rate",
+            "nll_ref"} <= set(m["monitor"][0])
+    assert 0 < m["monitor"][0]["nll_ref"] < 20  # nats per token under the starting model
     assert any("kl" in h for h in m["log_history"])
     assert (tmp_path / "rl" / "checkpoints" / "checkpoint-1").is_dir()
 

@@ -413,12 +413,17 @@ def eval_refusal_classifier(
 def eval_overtraining(
     responses: Path = typer.Argument(..., help="A generate/pairs JSONL (or verdicts.jsonl)."),
     out_dir: Optional[Path] = Out("overtraining.json", required=False),
+    reference: Optional[str] = typer.Option(None, "--reference", help="A model spec (the "
+                                            "starting model): adds the responses' mean "
+                                            "per-token NLL under it (fluency)."),
 ) -> None:
-    """Boilerplate rate, distinct-1/2, length and refusal rate of a set of responses, with
-    warnings where a figure crosses its threshold."""
+    """Boilerplate rate, distinct-1/2, length, refusal rate and degeneration inside each
+    response, with warnings where a figure crosses its threshold; with --reference, fluency
+    under the starting model."""
     from ..evaluation.overtraining import measure_file
 
-    stats, warn = measure_file(responses, out_dir)
+    ref = ModelConfig(spec=reference, engine="hf").load() if reference else None
+    stats, warn = measure_file(responses, out_dir, ref)
     for k, v in stats.items():
         out.print(f"{k:18} {v:.3f}" if isinstance(v, float) else f"{k:18} {v}")
     for w in warn:

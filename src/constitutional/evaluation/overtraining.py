@@ -149,9 +149,29 @@ def warnings_for(stats: dict[str, float], t: Thresholds = Thresholds()) -> list[
     return out
 
 
-def measure_file(path, out_dir=None) -> tuple[dict[str, Any], list[str]]:
+def nll_under(backend, prompts: Sequence[Sequence[Any]], texts: Sequence[str]) -> list[float]:
+    """Each text's mean per-token negative log-likelihood as the answer to its prompt (a
+    list of chat messages) under ``backend``, a model on our transformers loop: fluency that
+    needs no reward model. Degenerate text grows unlikely under the model it started from.
+    Empty texts read 0."""
+    from ..backends import ChoiceRequest, Message
+
+    out = [0.0] * len(texts)
+    asked = [i for i, t in enumerate(texts) if t.strip()]
+    scores = backend.score([ChoiceRequest(
+        messages=tuple(Message.model_validate(m) for m in prompts[i]), options=(texts[i],))
+        for i in asked])
+    for i, s in zip(asked, scores):
+        tokens = len(backend.tokenizer(texts[i], add_special_tokens=False)["input_ids"])
+        out[i] = -s[texts[i]] / max(1, tokens)
+    return out
+
+
+def measure_file(path, out_dir=None, reference=None) -> tuple[dict[str, Any], list[str]]:
     """The monitor's figures and warnings for a file of responses (a generate/pairs JSONL,
-    or verdicts.jsonl); written to ``out_dir/overtraining.json`` when given."""
+    or verdicts.jsonl); written to ``out_dir/overtraining.json`` when given. ``reference``
+    (a backend on our transformers loop, e.g. the starting model) adds ``nll_ref``: the
+    responses' mean per-token NLL under it."""
     from pathlib import Path
 
     from ..jsonio import read_jsonl
@@ -160,6 +180,11 @@ def measure_file(path, out_dir=None) -> tuple[dict[str, Any], list[str]]:
     texts = [t for r in rows for t in (r.get("responses") or [r.get("response", "")])]
     stats = monitor(texts)
     warn = warnings_for(stats)
+    if reference is not None:
+        prompts = [r.get("messages") or [{"role": "user", "content": r.get("prompt", "")}]
+                   for r in rows for _ in (r.get("responses") or [None])]
+        nll = nll_under(reference, prompts, texts)
+        stats["nll_ref"] = sum(nll) / len(nll) if nll else None
     if out_dir:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

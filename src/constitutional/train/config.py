@@ -82,6 +82,15 @@ class RLTrainConfig(TrainConfig):
     learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate.")
     batch_size: int = Field(4, ge=1, description="Completions per step (a multiple of k).")
     checkpoint_every: int = Field(0, ge=0, description="Keep a checkpoint every N steps (0: none).")
+    fluency: bool = Field(True, description="Log each batch's mean per-token negative log-"
+                          "likelihood under the starting model (a second copy of it, on the "
+                          "hf loop) and warn when it moves by --fluency-rise from the first "
+                          "steps' (up: less fluent; down: loops, which read as likely).")
+    fluency_rise: float = Field(1.0, gt=0, description="Nats per token away from the first two "
+                                "batches' mean, either way, at which the fluency warning fires.")
+    stop_on_warning: int = Field(0, ge=0, description="Stop after N batches in a row with an "
+                                 "over-training warning (0: warn only); the manifest names the "
+                                 "last checkpoint before the first warning.")
     helpful_ratio: float = Field(0.5, ge=0, description="Helpful prompts per red-team prompt in "
                                  "the RL mix (without them models turn evasive: Kundu et al. 2023).")
 

@@ -18,9 +18,11 @@ Rewards (``reward``):
 model's probability that the completion violates the constitution; λ follows dual ascent,
 λ ← max(0, λ + η (mean cost − target)), logged every step.
 
-The over-training monitor (boilerplate, distinct-n, length, refusals) runs on every
-batch of completions and is logged next to reward and KL; checkpoints are kept every
-``checkpoint_every`` steps so a run can be rolled back to before the Goodhart point.
+The over-training monitor (boilerplate, distinct-n, length, refusals, degeneration inside
+each answer, and fluency: the completions' per-token NLL under the starting model) runs on
+every batch of completions and is logged next to reward and KL; checkpoints are kept every
+``checkpoint_every`` steps so a run can be rolled back to before the Goodhart point, and
+``stop_on_warning`` ends the run once warnings persist, naming that checkpoint.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from typing import Any, Callable
 
 
 from ..errors import CaiError
-from ..evaluation.overtraining import monitor, warnings_for
+from ..evaluation.overtraining import monitor, nll_under, warnings_for
 from ..progress import console
+from transformers import TrainerCallback
+
 from .common import LossPrinter, load_tokenizer, lora_config, save_trained, train
 from .config import RLTrainConfig
 from ..jsonio import write_json
@@ -62,10 +66,43 @@ class Rewards:
 
     def __init__(self, score: Callable[[list, list[str]], list[float]],
                  cost: Callable[[list, list[str]], list[float]] | None = None,
-                 dual: DualAscent | None = None):
+                 dual: DualAscent | None = None,
+                 fluency: Callable[[list, list[str]], list[float]] | None = None,
+                 fluency_rise: float = 1.0):
         self.score, self.cost, self.dual = score, cost, dual
+        self.fluency, self.fluency_rise = fluency, fluency_rise
         self.history: list[dict[str, float]] = []
+        self.warnings: list[list[str]] = []  # per batch
         self._warned: set[str] = set()
+
+    @property
+    def streak(self) -> int:
+        """Batches in a row, up to the last, with an over-training warning."""
+        n = 0
+        for w in reversed(self.warnings):
+            if not w:
+                break
+            n += 1
+        return n
+
+    @property
+    def first_warning(self) -> int | None:
+        """The 1-based batch at which a warning first fired."""
+        return next((i + 1 for i, w in enumerate(self.warnings) if w), None)
+
+    def _fluency_warning(self, nll: float) -> list[str]:
+        """The completions' NLL under the starting model against its first two batches,
+        either way: word salad reads as unlikely, a loop ("aw, aw, aw") as likelier than
+        any real answer (tests/evaluation/test_overtraining.py)."""
+        start = [h["nll_ref"] for h in self.history[:2] if "nll_ref" in h]
+        if len(start) < 2:
+            return []
+        base = sum(start) / 2
+        if abs(nll - base) > self.fluency_rise:
+            return [f"fluency: NLL under the starting model {nll:.2f}, its first batches "
+                    f"{base:.2f} (a move over {self.fluency_rise} "
+                    f"{'up: less fluent' if nll > base else 'down: more repetitive'})"]
+        return []
 
     def __call__(self, prompts, completions, log_metric=None, **_: Any) -> list[float]:
         texts = _texts(completions)
@@ -80,7 +117,13 @@ class Rewards:
             rewards = [r - lam * c for r, c in zip(rewards, costs)]
             logged["harm_cost"] = sum(costs) / len(costs)
             logged["lambda"] = self.dual.update(logged["harm_cost"])
-        for w in warnings_for(stats):
+        found = warnings_for(stats)
+        if self.fluency is not None:
+            nll = self.fluency(prompts, texts)
+            logged["nll_ref"] = sum(nll) / len(nll)
+            found += self._fluency_warning(logged["nll_ref"])
+        self.warnings.append(found)
+        for w in found:
             key = w.split(" ")[0]
             if key not in self._warned:
                 console.print(f"[yellow]over-training warning:[/yellow] {w}")
@@ -130,6 +173,35 @@ def harm_cost(judge, constitution) -> Callable[[list, list[str]], list[float]]:
     return cost
 
 
+def reference_nll(model: str | Path, device: str | None = None,
+                  dtype: str | None = None) -> Callable[[list, list[str]], list[float]]:
+    """Each completion's mean per-token NLL under ``model`` (the starting policy, loaded
+    once on our transformers loop; see ``overtraining.nll_under``)."""
+    from ..backends import ModelConfig
+    from ..backends.spec import hf_spec
+
+    spec = hf_spec(model).text if isinstance(model, Path) else str(model)
+    backend = ModelConfig(spec=spec, engine="hf", **{k: v for k, v in (("device", device),
+                                                                      ("dtype", dtype)) if v}).load()
+    return lambda prompts, texts: nll_under(backend, prompts, texts)
+
+
+class StopOnWarnings(TrainerCallback):
+    """Stop training once ``rewards`` has warned on ``after`` batches in a row."""
+
+    def __init__(self, rewards: Rewards, after: int):
+        self.rewards, self.after = rewards, after
+        self.stopped_at: int | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.after and self.rewards.streak >= self.after and self.stopped_at is None:
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
+            console.print(f"[yellow]over-training: stopped at step {state.global_step}[/yellow] "
+                          f"after {self.rewards.streak} batches in a row with a warning")
+        return control
+
+
 def build_prompts(redteam, helpful, helpful_ratio: float, seed: int) -> list[list[dict[str, str]]]:
     """Red-team prompts plus ``helpful_ratio`` helpful ones per red-team prompt, shuffled."""
     rng = random.Random(seed)
@@ -175,7 +247,9 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     if constrained and feedback is None:
         raise CaiError("--constrained needs the feedback model (feedback=)")
     rewards = Rewards(score, harm_cost(_backend(feedback), constitution) if constrained else None,
-                      DualAscent(c.cost_target, c.lambda_lr) if constrained else None)
+                      DualAscent(c.cost_target, c.lambda_lr) if constrained else None,
+                      reference_nll(model, device, dtype) if c.fluency else None, c.fluency_rise)
+    stop = StopOnWarnings(rewards, c.stop_on_warning)
     path, tokenizer = load_tokenizer(model)
     policy = AutoModelForCausalLM.from_pretrained(path)
     dataset = Dataset.from_list([{"prompt": p} for p in prompts])
@@ -189,10 +263,20 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     trainer = RLOOTrainer(model=policy, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer,
                           peft_config=lora_config() if c.lora else None,
-                          callbacks=[RLPrinter()])
+                          callbacks=[RLPrinter(), stop])
     train(trainer)
     manifest = save_trained(trainer, tokenizer, out, model, "rl", settings)
     manifest["monitor"] = rewards.history
+    manifest["warnings"] = rewards.warnings
+    manifest["first_warning_batch"] = rewards.first_warning
+    manifest["stopped_at_step"] = stop.stopped_at
+    if stop.stopped_at and c.checkpoint_every:  # roll back to before the warnings began
+        # (a step generates one batch here: batches and steps count alike)
+        kept = out / "checkpoints"
+        before = [int(p.name.split("-")[1]) for p in kept.glob("checkpoint-*")
+                  if int(p.name.split("-")[1]) < (rewards.first_warning or 0)]
+        manifest["checkpoint_before_warnings"] = (str(kept / f"checkpoint-{max(before)}")
+                                                  if before else None)
 
     if trainer.accelerator.is_main_process:
         write_json(out / "cai_training.json", manifest)
@@ -231,7 +315,7 @@ class RLPrinter(LossPrinter):
         for name, key in (("reward", "reward"), ("kl", "kl"),
                           ("boilerplate", "boilerplate_rate"), ("distinct-2", "distinct_2"),
                           ("refusals", "refusal_rate"), ("repeats", "repeated_share"),
-                          ("λ", "lambda")):
+                          ("nll-ref", "nll_ref"), ("λ", "lambda")):
             if key in logs:
                 parts.append(f"{name} {float(logs[key]):.3f}")
         if len(parts) > 1:
