@@ -161,9 +161,16 @@ def main() -> None:
             from constitutional.train.rl import train_rl
 
             prompts = [[m.model_dump() for m in p.messages] for p in train]
-            train_rl(prompts, out / "rloo", "smollm2",
-                     RLTrainConfig(max_completion_length=args.max_new_tokens, **settings["rloo"]),
-                     pm=out / "pm", constitution=c)
+            manifest = train_rl(prompts, out / "rloo", "smollm2",
+                                RLTrainConfig(max_completion_length=args.max_new_tokens,
+                                              **settings["rloo"]), pm=out / "pm", constitution=c)
+            # what the over-training monitor saw, batch by batch, during training
+            seen = {"first_warning_batch": manifest["first_warning_batch"],
+                    "stopped_at_step": manifest["stopped_at_step"],
+                    "warnings": {i + 1: w for i, w in enumerate(manifest["warnings"]) if w}}
+            for key in ("reward_raw", "nll_ref", "repeated_share", "distinct_2", "mean_words"):
+                seen[key] = [round(h[key], 3) if h.get(key) is not None else None
+                             for h in manifest["monitor"]]
         timings[method] = time.perf_counter() - t0
         spec = f"hf:{out / method}"
         trained = answers(spec, heldout, args.max_new_tokens)
@@ -172,6 +179,13 @@ def main() -> None:
                           "shorter": sum(words(b) > words(t) for b, t in zip(base, trained)),
                           "longer": sum(words(b) < words(t) for b, t in zip(base, trained)),
                           "kl": kl_to_reference(spec, "smollm2", heldout, args.max_new_tokens)}
+        from constitutional.evaluation.overtraining import monitor, warnings_for
+
+        after = monitor(trained)  # the trained model's greedy held-out answers
+        result[method]["held_out_monitor"] = {**after, "warnings": warnings_for(after),
+                                              "examples": trained[:3]}
+        if method == "rloo":
+            result[method]["during_training"] = seen
         print(json.dumps({method: result[method]}), flush=True)
     result.update(machine=platform.machine(), threads=torch.get_num_threads(),
                   torch=torch.__version__)

@@ -135,8 +135,12 @@ def test_overview_says_whether_capability_changed():
 
     (lost,) = _capability_overview({"capability": _capability(("base", 0.50), ("rl-cai", 0.44),
                                                                 p=0.003)})
-    assert lost == ("Capability (arc_easy, 300 questions: base 50%, RL-CAI 44%) changed "
-                    "significantly: base → RL-CAI lost 6% (p = 0.003).")
+    assert lost == ("Capability (arc_easy, 300 questions: base 50.0%, RL-CAI 44.0%) changed "
+                    "significantly (p &lt; 0.01): base → RL-CAI lost 6.0 points (p = 0.003, "
+                    "30 vs 12 questions).")
+    (weak,) = _capability_overview({"capability": _capability(("base", 0.50), ("rl-cai", 0.52),
+                                                                p=0.03)})
+    assert "weak evidence (p &lt; 0.05, not below 0.01) of a change: base → RL-CAI gained 2.0" in weak
     (kept,) = _capability_overview({"capability": _capability(("base", 0.50), ("rl-cai", 0.49),
                                                                 p=0.6)})
     assert "did not change significantly between any two models" in kept

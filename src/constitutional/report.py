@@ -181,7 +181,7 @@ def pareto(name: str, title: str, points: dict[str, dict[str, Any]], xlabel: str
             f'<text x="{PAD + 4}" y="20" font-size="10">{y1:.0%}</text>']
     for si, key in enumerate(series):
         colour = COLOURS[si % 6]
-        for model, p in points.items():
+        for mi, (model, p) in enumerate(points.items()):
             r = p["rates"].get(key)
             if r is None or r["rate"] is None:
                 continue
@@ -194,8 +194,8 @@ def pareto(name: str, title: str, points: dict[str, dict[str, Any]], xlabel: str
                         f'stroke-opacity="0.5"/><circle class="point" cx="{cx:.1f}" '
                         f'cy="{cy:.1f}" r="5" fill="{colour}"><title>{_e(_label(model))}, '
                         f'{_e(key)}: {r["rate"]:.0%} at {p["x"]:.0%}</title></circle>'
-                        f'<text x="{cx + 7:.1f}" y="{cy - 5:.1f}" font-size="10">'
-                        f'{_e(_label(model))}</text>')
+                        f'<text x="{cx + 7:.1f}" y="{cy - 5 + 13 * (mi % 2):.1f}" '
+                        f'font-size="10">{_e(_label(model))}</text>')  # neighbours: above, below
     body.append(_legend(series))
     return _frame(name, title, "".join(body), "share of answers")
 
@@ -539,15 +539,15 @@ def _capability_section(run: Path) -> list[str]:
             free = (metrics["per_model"].get(model) or {}).get("judge_free") or {}
             harmful = (free.get("harmful") or {}).get("refused")
             false = (metrics["per_model"].get(model) or {}).get("false_refusal")
-            rates = {k: r for k, r in (("refused harmful prompts", harmful),
-                                       ("false refusals (borderline)", false))
+            rates = {k: r for k, r in (("refused harmful", harmful), ("false refusals", false))
                      if r and r.get("n")}
             points[model] = {"x": v["acc"], "x_ci": v["acc_ci95"], "rates": rates}
             rows.append([_label(model), v["n"], f"{v['acc']:.1%}", _ci(v["acc_ci95"]),
                          "–" if "acc_norm" not in v else f"{v['acc_norm']:.1%}",
                          *(f"{r['rate']:.0%} ({_ci(r['ci95'])})" if r else "–"
                            for r in (harmful, false))])
-        tests = [[f"{_label(t['a'])} → {_label(t['b'])}", t["n"], f"{t['difference']:+.1%}",
+        tests = [[f"{_label(t['a'])} → {_label(t['b'])}", t["n"],
+                  f"{t['difference'] * 100:+.1f} points",
                   f"{t['a_only']} / {t['b_only']}", _p(t["p_value"]), _significant(t["p_value"])]
                  for t in cap["paired"] if t["task"] == task]
         out.append(_section(
@@ -558,7 +558,8 @@ def _capability_section(run: Path) -> list[str]:
                      points, f"{task} accuracy")
             + (_table(["models", "questions", "accuracy change", "only first / only second "
                        "right", "p-value", "significant"], tests) if tests else ""),
-            f"Capability by lm-evaluation-harness ({task}, the first {cap['settings']['limit']} "
+            f"Capability by lm-evaluation-harness ({task}, "
+            f"{'the first ' + str(cap['settings']['limit']) if cap['settings']['limit'] else 'all'} "
             "questions, each choice scored by log-likelihood) against the refusal classifier's "
             "rates on the held-out prompts. A model should refuse more harmful prompts without "
             "losing accuracy or refusing more benign ones. Paired: McNemar's exact test on the "
@@ -566,25 +567,38 @@ def _capability_section(run: Path) -> list[str]:
     return out
 
 
-def _capability_overview(metrics: dict[str, Any], alpha: float = 0.05) -> list[str]:
+def _capability_overview(metrics: dict[str, Any]) -> list[str]:
+    """Whether capability changed between models, by the report's convention: p < 0.01 is
+    a change, p < 0.05 weak evidence of one."""
     cap = metrics.get("capability")
     if not cap:
         return []
     parts = []
     for task in sorted({t for tasks in cap["per_model"].values() for t in tasks}):
-        accs = ", ".join(f"{_e(_label(m))} {tasks[task]['acc']:.0%}"
+        accs = ", ".join(f"{_e(_label(m))} {tasks[task]['acc']:.1%}"
                          for m, tasks in cap["per_model"].items() if task in tasks)
         n = next(tasks[task]["n"] for tasks in cap["per_model"].values() if task in tasks)
-        moved = [t for t in cap["paired"] if t["task"] == task and t["p_value"] < alpha]
-        if moved:
-            said = "; ".join(f"{_e(_label(t['a']))} → {_e(_label(t['b']))} "
+        tests = [t for t in cap["paired"] if t["task"] == task]
+
+        def said(ts: list[dict[str, Any]]) -> str:
+            return "; ".join(f"{_e(_label(t['a']))} → {_e(_label(t['b']))} "
                              f"{'lost' if t['difference'] < 0 else 'gained'} "
-                             f"{abs(t['difference']):.0%} ({_peq(t['p_value'])})" for t in moved)
-            parts.append(f"Capability ({_e(task)}, {n} questions: {accs}) changed "
-                         f"significantly: {said}.")
-        else:
-            parts.append(f"Capability ({_e(task)}, {n} questions: {accs}) did not change "
-                         f"significantly between any two models (McNemar p ≥ {alpha}).")
+                             f"{abs(t['difference']) * 100:.1f} points ({_peq(t['p_value'])}, "
+                             f"{t['a_only']} vs {t['b_only']} questions)" for t in ts)
+
+        strong = [t for t in tests if t["p_value"] < 0.01]
+        weak = [t for t in tests if 0.01 <= t["p_value"] < 0.05]
+        head = f"Capability ({_e(task)}, {n} questions: {accs})"
+        if strong:
+            parts.append(f"{head} changed significantly (p &lt; 0.01): {said(strong)}.")
+        if weak:
+            parts.append(("Weak evidence (p &lt; 0.05, not below 0.01) of a capability "
+                          f"change: {said(weak)}." if strong else
+                          f"{head}: weak evidence (p &lt; 0.05, not below 0.01) of a change: "
+                          f"{said(weak)}."))
+        if not strong and not weak:
+            parts.append(f"{head} did not change significantly between any two models "
+                         "(McNemar p ≥ 0.05).")
     return parts
 
 

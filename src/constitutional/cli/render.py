@@ -146,7 +146,7 @@ def run_summary(rows: list[dict[str, Any]], uninformative: list[str]) -> None:
     tasks = [k for k in (rows[0] if rows else {}) if k.endswith("_acc")]
     table("base vs SL-CAI vs RL-CAI on held-out prompts",
           ("model", "refused", "explained", "evasive", "false refusal (borderline)", "words",
-           *tasks, "harm*", "Elo harmless*", "Elo helpful*"),
+           *(t.replace("_acc", " acc") for t in tasks), "harm*", "Elo harmless*", "Elo helpful*"),
           ([r["model"], fmt(r.get("refused_harmful"), 3), fmt(r.get("explained_harmful"), 3),
             fmt(r["evasive_rate"], 3), fmt(r["false_refusal_rate"], 3), fmt(r.get("mean_words"), 1),
             *(fmt(r.get(t), 3) for t in tasks),

@@ -59,8 +59,8 @@ class CapabilityConfig(StageConfig):
 
     tasks: Names = Field(("arc_easy",), description="lm-eval tasks: arc_easy (declared over "
                          "--arc-file) or a task of --include-path.")
-    limit: int | None = Field(300, ge=1, description="The first N questions of each task "
-                              "(all when unset); the same N for every model, so they pair.")
+    limit: int = Field(300, ge=0, description="The first N questions of each task (0: all); "
+                       "the same N for every model, so they pair.")
     arc_file: str = Field(ARC_FILE, description="ARC-Easy as JSONL (allenai ai2_arc layout: "
                           "id, question, choices{text,label}, answerKey).")
     include_path: str | None = Field(None, description="A folder of your own lm-eval task "
@@ -221,7 +221,7 @@ def run_model(name: str, backend: Backend, folder: Path, config: CapabilityConfi
     try:
         result = lm_eval.simple_evaluate(
             model=backend_lm(backend, config.batch_size, f"capability {name}"),
-            tasks=list(tasks.values()), task_manager=manager, limit=config.limit,
+            tasks=list(tasks.values()), task_manager=manager, limit=config.limit or None,
             log_samples=True, bootstrap_iters=0)
     finally:
         task_module.tqdm = bar
