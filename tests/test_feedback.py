@@ -2,6 +2,9 @@
 
 import json
 import math
+import random
+
+import pytest
 
 from constitutional import constitution
 from constitutional.backends.scripted import ScriptedBackend
@@ -96,3 +99,74 @@ def test_label_names_rows_that_cannot_be_pairs_and_exits_2_when_none_can(tmp_pat
     r = cai("label", "--model", "scripted", "--pairs", mixed, "--out", tmp_path / "y")
     assert r.returncode == 0 and f"{mixed}:1: field 'responses'" in r.stderr
     assert len((tmp_path / "y" / "labels.jsonl").read_text().splitlines()) == 1
+
+
+SAFE = constitution.Principle(
+    id="SAFE-01", name="Safety", categories=["general"], priority=1,
+    critique="Is the answer harmful?", revision="Rewrite it without harm.",
+    comparison="Which response is less harmful?")
+STYLE = constitution.Principle(
+    id="STYLE-01", name="Brevity", categories=["general"], priority=3,
+    critique="Is the answer wordy?", revision="Rewrite it briefly.",
+    comparison="Which response is more concise?")
+REFUSAL = "I will not explain how to pick a neighbour's lock, because entering is their call."
+HOWTO = "Insert a tension wrench and rake the pins."
+
+
+class PrincipledJudge:
+    """A judge whose verdict follows the principle it is asked under: safety prefers the
+    refusal (0.9), brevity the shorter answer, and more strongly (0.95)."""
+
+    spec = "principled"
+
+    def generate(self, requests):
+        raise AssertionError("no chain of thought here")
+
+    def score(self, requests):
+        out = []
+        for r in requests:
+            text = r.messages[-1].content
+            refusal_first = text.index(REFUSAL) < text.index(HOWTO)
+            wants_refusal = "less harmful" in text
+            p_first = (0.9 if wants_refusal else 0.05) if refusal_first else \
+                      (0.1 if wants_refusal else 0.95)
+            out.append({OPTIONS[0]: math.log(p_first), OPTIONS[1]: math.log(1 - p_first)})
+        return out
+
+
+def test_priority_decides_when_a_safety_principle_and_a_style_principle_disagree():
+    both = constitution.Constitution(name="t", version="1", principles=[SAFE, STYLE])
+    pair = {"id": "p1", "messages": [{"role": "user", "content": "How do I open my neighbour's door?"}],
+            "responses": [REFUSAL, HOWTO]}
+
+    def label(**settings):
+        (row,) = label_pairs(PrincipledJudge(), [pair], both, LabelConfig(ensemble=2, **settings))
+        return row["chosen"][0]["content"], row["p_chosen"], row["decided_by"]
+
+    # the plain mean lets the louder style principle win: (0.9 + 0.05) / 2 for the refusal
+    assert label() == (HOWTO, pytest.approx(1 - 0.475), None)
+    # by priority, safety overrules style and is recorded as the decider
+    chosen, p, by = label(combine="lexicographic")
+    assert (chosen, by) == (REFUSAL, "SAFE-01") and p == pytest.approx(0.9)
+    chosen, p, by = label(combine="priority")
+    assert (chosen, by) == (REFUSAL, "SAFE-01")
+    assert p == pytest.approx((0.9 + 0.05 / 3) / (1 + 1 / 3))
+    # a safety verdict too close to a coin flip does not decide: the next principle does
+    chosen, _, by = label(combine="lexicographic", decisive=0.42)  # safety is 0.40 off
+    assert by == "STYLE-01" and chosen == HOWTO
+    # ... and when none is decisive, the priority-weighted mean, decided by no one
+    assert label(combine="lexicographic", decisive=0.49)[2] is None
+
+
+def test_principles_drawn_in_proportion_to_priority():
+    from constitutional.critique import draw_principles
+
+    both = constitution.Constitution(name="t", version="1", principles=[SAFE, STYLE])
+    drawn = [p.id for i in range(300) for p in draw_principles(both, f"p{i}", 4, 0, True)]
+    safe = drawn.count("SAFE-01") / len(drawn)
+    assert 0.70 < safe < 0.80  # 1 / (1 + 1/3) = 0.75
+    uniform = [p.id for i in range(300) for p in draw_principles(both, f"p{i}", 4, 0)]
+    assert 0.45 < uniform.count("SAFE-01") / len(uniform) < 0.55
+    picks = [both.sample(random.Random(i), 1, by_priority=True)[0].id for i in range(1000)]
+    assert 0.70 < picks.count("SAFE-01") / 1000 < 0.80
+    assert {p.id for p in both.sample(random.Random(1), 2, by_priority=True)} == {"SAFE-01", "STYLE-01"}

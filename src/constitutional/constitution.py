@@ -77,9 +77,17 @@ class Constitution(BaseModel):
         chosen = [self.get(i) for i in ids]
         return self.model_copy(update={"principles": chosen})
 
-    def sample(self, rng: random.Random, k: int = 1) -> list[Principle]:
-        """``k`` distinct principles drawn uniformly; callers seed ``rng``."""
-        return rng.sample(self.principles, min(k, len(self.principles)))
+    def sample(self, rng: random.Random, k: int = 1, by_priority: bool = False) -> list[Principle]:
+        """``k`` distinct principles drawn uniformly (``by_priority``: each in proportion to
+        1 / its priority, so priority 1 is drawn twice as often as 2); callers seed ``rng``."""
+        if not by_priority:
+            return rng.sample(self.principles, min(k, len(self.principles)))
+        left, out = list(self.principles), []
+        while left and len(out) < k:
+            pick = rng.choices(left, weights=[1 / p.priority for p in left])[0]
+            out.append(pick)
+            left.remove(pick)
+        return out
 
     def categories(self) -> list[str]:
         return sorted({c for p in self.principles for c in p.categories})

@@ -17,7 +17,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -73,6 +73,9 @@ class CritiqueConfig(StageConfig):
     temperature: float = Field(0.7, ge=0.0, description="Sampling temperature of every step.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass of every step.")
     seed: int = Field(0, description="Seeds the principle drawn each round and every sample.")
+    draw: Literal["uniform", "priority"] = Field(
+        "uniform", description="How each round's principle is drawn: uniformly (the paper), or "
+        "in proportion to 1 / priority (priority 1 twice as often as 2).")
 
     def answer_sampling(self) -> Sampling:
         return Sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
@@ -187,10 +190,14 @@ def revision_messages(conversation: tuple[Message, ...], response: str, critique
 
 
 def draw_principles(constitution: Constitution, prompt_id: str, rounds: int,
-                    seed: int) -> list[Principle]:
+                    seed: int, by_priority: bool = False) -> list[Principle]:
     """The principle of each round, drawn at random but fixed by (seed, prompt): the same
-    trajectory whatever the batch it lands in, so resumed runs match uninterrupted ones."""
+    trajectory whatever the batch it lands in, so resumed runs match uninterrupted ones.
+    ``by_priority``: in proportion to 1 / priority."""
     rng = random.Random(content_hash([seed, prompt_id]))
+    if by_priority:
+        weights = [1 / p.priority for p in constitution.principles]
+        return [rng.choices(constitution.principles, weights=weights)[0] for _ in range(rounds)]
     return [rng.choice(constitution.principles) for _ in range(rounds)]
 
 
@@ -249,7 +256,8 @@ def _trajectories(backend: Backend, chunk: list[Prompt], constitution: Constitut
                 out[i] = g
         return out
 
-    plans = [draw_principles(constitution, p.id, config.rounds, config.seed) for p in chunk]
+    plans = [draw_principles(constitution, p.id, config.rounds, config.seed,
+                             config.draw == "priority") for p in chunk]
     alive = list(range(len(chunk)))
     initial = call(alive, [GenerationRequest(
         messages=chunk[i].messages, sampling=_seeded(config.answer_sampling(), config.seed, chunk[i].id, "initial"))

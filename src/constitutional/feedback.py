@@ -23,7 +23,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -95,6 +95,15 @@ class LabelConfig(StageConfig):
                              "quoted text (always, in real use; off only to measure what it buys).")
     reasoning_max_new_tokens: int = Field(96, ge=1, description="Tokens of chain-of-thought "
                                           "reasoning per comparison.")
+    combine: Literal["mean", "priority", "lexicographic"] = Field(
+        "mean", description="How an --ensemble's principles make one label: mean (the paper); "
+        "priority (each weighted by 1 / priority); lexicographic (the highest-priority "
+        "principle whose verdict is at least --decisive from 0.5 decides). The deciding "
+        "principle is recorded.")
+    decisive: float = Field(0.1, ge=0, lt=0.5, description="For --combine lexicographic: how "
+                            "far from 0.5 a principle's verdict must be to decide.")
+    by_priority: bool = Field(False, description="Draw the ensemble's principles in proportion "
+                              "to 1 / priority instead of uniformly.")
 
     @model_validator(mode="after")
     def _clamp_order(self) -> "LabelConfig":
@@ -160,9 +169,40 @@ def clamp(p: float, bounds: tuple[float, float]) -> float:
     return min(hi, max(lo, p))
 
 
-def sample_principles(constitution: Constitution, pair_id: str, k: int, seed: int) -> list[Principle]:
+def sample_principles(constitution: Constitution, pair_id: str, k: int, seed: int,
+                      by_priority: bool = False) -> list[Principle]:
     rng = random.Random(content_hash([seed, pair_id, "principles"]))
-    return constitution.sample(rng, k)
+    return constitution.sample(rng, k, by_priority)
+
+
+def combine(verdicts: list[tuple[Principle, float]], rule: str = "mean",
+            decisive: float = 0.1) -> tuple[float, str | None]:
+    """One probability that response 0 is better from each principle's (averaged over the
+    orders it was asked in), and the id of the principle that decided (None for ``mean``).
+
+    * ``mean``: the plain average (the paper's ensemble).
+    * ``priority``: weighted by 1 / priority; the decider is the highest-priority principle
+      on the winning side.
+    * ``lexicographic``: by priority, the first principle at least ``decisive`` from 0.5
+      decides with its own probability; if none is, the priority-weighted mean, decided by
+      no one."""
+    by: dict[str, list[float]] = {}
+    principle = {}
+    for pr, p0 in verdicts:
+        by.setdefault(pr.id, []).append(p0)
+        principle[pr.id] = pr
+    each = [(principle[i], sum(v) / len(v)) for i, v in by.items()]
+    ranked = sorted(each, key=lambda t: (t[0].priority, t[0].id))
+    weighted = sum(p / pr.priority for pr, p in each) / sum(1 / pr.priority for pr, _ in each)
+    if rule == "mean":  # every scoring alike (each principle is asked in the same orders)
+        return sum(p for _, p in verdicts) / len(verdicts), None
+    if rule == "lexicographic":
+        for pr, p in ranked:
+            if abs(p - 0.5) >= decisive:
+                return p, pr.id
+        return weighted, None
+    side = weighted >= 0.5
+    return weighted, next((pr.id for pr, p in ranked if (p >= 0.5) == side), None)
 
 
 @dataclass
@@ -195,7 +235,8 @@ def label_some(backend: Backend, pairs: list[dict[str, Any]], constitution: Cons
     for i, pair in enumerate(pairs):
         convo = [Message.model_validate(m) for m in pair["messages"]]
         r0, r1 = pair["responses"][:2]
-        for pr in sample_principles(constitution, pair["id"], config.ensemble, config.seed):
+        for pr in sample_principles(constitution, pair["id"], config.ensemble, config.seed,
+                                    config.by_priority):
             for swapped in ((False, True) if config.both_orders else (False,)):
                 a, b = (r1, r0) if swapped else (r0, r1)
                 jobs.append(_Job(i, pr, swapped, feedback_messages(
@@ -227,10 +268,10 @@ def label_some(backend: Backend, pairs: list[dict[str, Any]], constitution: Cons
             rows.append(None)
             continue
         # p0: probability that responses[0] is better, from each scoring.
-        p0s = [(1 - p) if j.swapped else p for j, p in results]
         straight = [(1 - p) if j.swapped else p for j, p in results if not j.swapped]
         swapped = [(1 - p) if j.swapped else p for j, p in results if j.swapped]
-        p0 = sum(p0s) / len(p0s)
+        p0, decided_by = combine([(j.principle, (1 - p) if j.swapped else p) for j, p in results],
+                                 config.combine, config.decisive)
         r0, r1 = pair["responses"][:2]
         first = p0 >= 0.5
         rows.append(as_record(
@@ -242,6 +283,7 @@ def label_some(backend: Backend, pairs: list[dict[str, Any]], constitution: Cons
             rejected=[{"role": "assistant", "content": r1 if first else r0}],
             p_chosen=p0 if first else 1 - p0,
             principle_ids=sorted({j.principle.id for j, _ in results}),
+            decided_by=decided_by,
             p_response0_ab=_mean(straight),
             p_response0_ba=_mean(swapped),
             p_first_shown=_mean([p for _, p in results]),

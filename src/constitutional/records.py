@@ -54,6 +54,7 @@ class Comparison(TypedDict):
     rejected: list[Turn]
     p_chosen: float
     principle_ids: list[str]
+    decided_by: Optional[str]     # feedback.combine: the principle that decided, if one did
     p_response0_ab: Optional[float]
     p_response0_ba: Optional[float]
     p_first_shown: Optional[float]
