@@ -139,3 +139,46 @@ def test_not_utf8(tmp_path):
 def test_library_raises_cai_error_not_pydantic(tmp_path):
     with pytest.raises(CaiError, match="must not be empty"):
         constitution.load(write(tmp_path, GOOD.replace('name = "Helpful"', 'name = ""')))
+
+
+OWNED = GOOD.replace('version = "1"\n', 'version = "1"\nowners = ["policy team", "legal"]\n'
+                     'reviewed = 2026-01-15\nreview_every = 90\n')
+
+
+def test_owned_constitution_warns_when_its_review_is_overdue(tmp_path):
+    from datetime import date
+
+    c = constitution.load(write(tmp_path, OWNED))
+    assert c.owners == ["policy team", "legal"] and str(c.review_due()) == "2026-04-15"
+    assert c.overdue(date(2026, 4, 15)) is None
+    assert c.overdue(date(2026, 4, 16)) == ("constitution 'tiny': review overdue since 2026-04-15 "
+                                            "(reviewed 2026-01-15, every 90 days; owners: policy "
+                                            "team, legal)")
+    # ownership is not content: the hash is the same as without it
+    assert c.hash == constitution.load(write(tmp_path, GOOD, "plain.toml")).hash
+    r = cai("constitution", "validate", write(tmp_path, OWNED, "o.toml"))
+    assert r.returncode == 0 and "review overdue since 2026-04-15" in r.stdout  # today is later
+    fresh = OWNED.replace("reviewed = 2026-01-15", f"reviewed = {date.today().isoformat()}")
+    r = cai("constitution", "validate", write(tmp_path, fresh, "f.toml"))
+    assert r.returncode == 0 and "overdue" not in r.stdout
+    bad = cai("constitution", "validate", write(tmp_path, OWNED.replace("review_every = 90",
+                                                                       "review_every = 0"), "b.toml"))
+    assert bad.returncode == 2 and "review_every" in bad.stderr
+
+
+def test_diff_shows_ownership_changes_and_provenance_carries_owners(tmp_path):
+    a = write(tmp_path, GOOD, "a.toml")
+    b = write(tmp_path, OWNED, "b.toml")
+    d = constitution.diff(constitution.load(a), constitution.load(b))
+    assert d["ownership"]["owners"] == {"a": [], "b": ["policy team", "legal"]}
+    assert d["ownership"]["reviewed"] == {"a": None, "b": "2026-01-15"}
+    assert not d["changed"] and d["hash"]["a"] == d["hash"]["b"]
+    shown = cai("constitution", "diff", a, b, check=True).stdout
+    assert "owners: [] -> ['policy team', 'legal']" in shown
+    # every artifact of the critique stage records who owns the constitution it used
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "How do I pick a lock?"}) + "\n")
+    cai("critique", "--model", "scripted", "--prompts", prompts, "--constitution", b,
+        "--rounds", "1", "--out", tmp_path / "run", check=True)
+    manifest = json.loads(next((tmp_path / "run").rglob("critique.manifest.json")).read_text())
+    assert manifest["provenance"]["constitution_ownership"]["owners"] == ["policy team", "legal"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import re
 import tomllib
+from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -47,18 +48,48 @@ class Principle(BaseModel):
     )
 
 
+OWNERSHIP = ("owners", "reviewed", "review_every")
+
+
 class Constitution(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Text
     version: Text = "1"
     description: str = ""
+    owners: list[Text] = Field(default_factory=list, description="who answers for it: teams "
+                               "or people (policy, legal, research)")
+    reviewed: date | None = Field(None, description="when it was last reviewed (a TOML date)")
+    review_every: int | None = Field(None, ge=1, description="days between reviews")
     principles: list[Principle] = Field(min_length=1)
 
     @property
     def hash(self) -> str:
-        """Hash of the content, not the bytes: comments and layout do not change it."""
-        return content_hash(self.model_dump(mode="json"))
+        """Hash of the content, not the bytes: comments and layout do not change it, and
+        neither does its ownership (owners and review dates travel beside the hash)."""
+        return content_hash(self.model_dump(mode="json", exclude=set(OWNERSHIP)))
+
+    def review_due(self) -> date | None:
+        """The date the next review is due, when the file says when and how often."""
+        if self.reviewed is None or self.review_every is None:
+            return None
+        return self.reviewed + timedelta(days=self.review_every)
+
+    def overdue(self, today: date | None = None) -> str | None:
+        """A one-line warning when the review is overdue, else None."""
+        due = self.review_due()
+        today = today or date.today()
+        if due is None or today <= due:
+            return None
+        return (f"constitution {self.name!r}: review overdue since {due} (reviewed "
+                f"{self.reviewed}, every {self.review_every} days"
+                + (f"; owners: {', '.join(self.owners)})" if self.owners else "; no owners named)"))
+
+    def ownership(self) -> dict[str, Any]:
+        """What provenance carries beside the hash."""
+        return {"owners": list(self.owners),
+                "reviewed": self.reviewed.isoformat() if self.reviewed else None,
+                "review_every": self.review_every}
 
     @property
     def ids(self) -> list[str]:
@@ -199,10 +230,13 @@ def diff(a: Constitution, b: Constitution) -> dict[str, Any]:
         if fields:
             changed[pid] = fields
     meta = [f for f in ("name", "version", "description") if getattr(a, f) != getattr(b, f)]
+    ownership = {f: {"a": a.ownership()[f], "b": b.ownership()[f]} for f in OWNERSHIP
+                 if getattr(a, f) != getattr(b, f)}
     return {
         "added": [pid for pid in new if pid not in old],
         "removed": [pid for pid in old if pid not in new],
         "changed": dict(sorted(changed.items())),
         "metadata": meta,
+        "ownership": ownership,
         "hash": {"a": a.hash, "b": b.hash},
     }

@@ -215,7 +215,8 @@ def run_critique(backend: Backend, prompts: list[Prompt], constitution: Constitu
     shots = load_few_shot()[: config.few_shot_examples] if config.few_shot else []
     settings = {"model": backend.spec, "constitution": constitution.hash, **config.dump()}
     stage = open_stage(out, STAGE, settings, overwrite, model=backend.spec,
-                       constitution_hash=constitution.hash, constitution=constitution.name)
+                       constitution_hash=constitution.hash, constitution=constitution.name,
+                       constitution_ownership=constitution.ownership())
 
     def record_id(p: Prompt) -> str:
         return content_hash([p.id, settings])

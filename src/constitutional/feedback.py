@@ -315,7 +315,8 @@ def run_label(backend: Backend, pairs: list[dict[str, Any]], constitution: Const
     """Write ``labels.jsonl``: TRL-ready preference rows with soft labels; resumable."""
     settings = {"model": backend.spec, "constitution": constitution.hash, **config.dump()}
     stage = open_stage(out, STAGE, settings, overwrite, model=backend.spec,
-                       constitution_hash=constitution.hash)
+                       constitution_hash=constitution.hash,
+                       constitution_ownership=constitution.ownership())
     def record_id(pair: dict[str, Any]) -> str:
         return content_hash([pair["id"], "label"])
 

@@ -133,6 +133,7 @@ class Run:
         return provenance(config=self.config.model_dump(mode="json"),
                           constitution_hash=self.constitution.hash,
                           constitution=self.constitution.name,
+                          constitution_ownership=self.constitution.ownership(),
                           models={"policy": self.config.models.policy,
                                   "feedback": self.config.models.feedback,
                                   "sl-cai": ctx.trained("sft").spec,

@@ -110,6 +110,8 @@ def constitution_validate(file: str = FileArg) -> None:
     c = _load(file)
     out.print(f"ok: {file}: {len(c.principles)} principles, {len(c.categories())} categories, "
               f"hash {c.hash}")
+    if c.overdue():
+        out.print(f"[yellow]warning:[/yellow] {c.overdue()}", markup=True)
 
 
 @constitution_app.command("show")

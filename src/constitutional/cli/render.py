@@ -39,6 +39,10 @@ def constitution(c: Any, full: bool) -> None:
           ([p.id, p.name, p.priority, ", ".join(p.categories)]
            + ([p.critique, p.revision, p.comparison] if full else []) for p in c.principles),
           show_lines=full)
+    if c.owners or c.reviewed:
+        due = c.review_due()
+        line(f"owners: {', '.join(c.owners) or 'none named'}; reviewed {c.reviewed or 'never'}"
+             + (f", next review due {due}" if due else ""))
 
 
 def constitution_diff(d: dict[str, Any]) -> None:
@@ -50,7 +54,9 @@ def constitution_diff(d: dict[str, Any]) -> None:
         out.print(f"[yellow]~ {pid}[/yellow] changed: {', '.join(fields)}")
     if d["metadata"]:
         out.print(f"~ metadata changed: {', '.join(d['metadata'])}")
-    if not (d["added"] or d["removed"] or d["changed"] or d["metadata"]):
+    for field, v in d.get("ownership", {}).items():
+        line(f"~ {field}: {v['a']} -> {v['b']}")
+    if not (d["added"] or d["removed"] or d["changed"] or d["metadata"] or d.get("ownership")):
         out.print("no changes")
 
 
