@@ -17,6 +17,8 @@ half of the method follows its labels (``benchmarks/label_following.py``):
     scripted:prefer=shorter  of the two responses in a comparison prompt, prefers the one
                              with fewer words: p(A) = σ((words_B − words_A) / 4); no
                              preference (0.5) on any other question, e.g. harm verdicts
+    scripted:prefer=self     prefers its own replies ("Scripted reply …") with p = 0.9: a
+                             judge with a known self-preference
 """
 
 from __future__ import annotations
@@ -68,7 +70,20 @@ def prefer_shorter(request: ChoiceRequest) -> dict[str, float]:
     return {first: -math.log1p(math.exp(-margin)), second: -math.log1p(math.exp(margin))}
 
 
-PREFERENCES: dict[str, Scorer] = {"shorter": prefer_shorter}
+def prefer_self(request: ChoiceRequest) -> dict[str, float]:
+    """Log-probabilities of a judge that prefers its own answers (the default reply, which
+    starts "Scripted reply"), p = 0.9, whatever the question: a known self-preference."""
+    text = request.messages[-1].content if request.messages else request.prefix
+    a, b = _quoted(text, "response_A"), _quoted(text, "response_B")
+    first, second = request.options[0], request.options[1]
+    mine = [x is not None and x.startswith("Scripted reply") for x in (a, b)]
+    if len(request.options) != 2 or mine[0] == mine[1]:
+        return {o: math.log(1 / len(request.options)) for o in request.options}
+    p = 0.9 if mine[0] else 0.1
+    return {first: math.log(p), second: math.log(1 - p)}
+
+
+PREFERENCES: dict[str, Scorer] = {"shorter": prefer_shorter, "self": prefer_self}
 
 
 class ScriptedBackend:

@@ -21,6 +21,7 @@ from ..backends import DEFAULT_MODEL, ModelConfig
 from ..critique import CritiqueConfig
 from ..errors import CaiError
 from ..evaluation.capability import CapabilityConfig
+from ..evaluation.self_preference import SelfPreferenceConfig
 from ..evaluation.suite import EvalConfig
 from ..feedback import LabelConfig
 from ..generate import GenerateConfig, PairsConfig
@@ -550,6 +551,31 @@ def eval_capability(
     render.capability(evaluate_capability({k: m.backend() for k, m in named.items()}, out_dir,
                                           config))
     out.print(f"metrics in {out_dir / 'capability.json'}")
+
+
+@eval_app.command("self-preference")
+@options(SelfPreferenceConfig)
+@models("judge")
+@prompt_source("bundled:helpful", limit=40)
+def eval_self_preference(
+    other: str = typer.Option(..., "--other", help="The model whose answers the judge's own "
+                              "are compared with: a model spec."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="A reference judge on the "
+                                            "same pairs: self-preference is the judge's excess."),
+    out_dir: Path = Out("self_preference.json, pairs.jsonl"),
+    constitution_file: str = ConstitutionOpt, judge: ModelConfig = None,
+    prompts: list[Prompt] = None, config: SelfPreferenceConfig = None,
+) -> None:
+    """Does the judge prefer its own answers? It compares them with --other's on the same
+    prompts, both orders, as it labels RLAIF pairs; against --reference on the same pairs."""
+    from ..evaluation.self_preference import self_preference
+
+    r = self_preference(judge.backend(), judge.using(other).backend(), prompts, out_dir,
+                        constitution=_load(constitution_file),
+                        reference=judge.using(reference).backend() if reference else None,
+                        config=config)
+    render.self_preference(r)
+    out.print(f"metrics in {out_dir / 'self_preference.json'}")
 
 
 @eval_app.command("compare")

@@ -95,6 +95,7 @@ ROLES = {
     "model": ("--model", "-m", "Model spec: smollm2 (the packaged default), hf:DIR, "
               "openai:URL#MODEL, or scripted."),
     "feedback": ("--feedback", "-f", "The feedback model (the judge): a model spec."),
+    "judge": ("--judge", "-j", "The judge whose preference for its own answers is measured."),
 }
 
 

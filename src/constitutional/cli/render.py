@@ -148,6 +148,24 @@ def capability(metrics: dict[str, Any]) -> None:
                 t["b_only"], f"{t['p_value']:.3g}"] for t in metrics["paired"]))
 
 
+def self_preference(r: dict[str, Any]) -> None:
+    views = [("judge", r["judge"], r["judge_view"])]
+    if "reference_view" in r:
+        views.append(("reference", r["reference"], r["reference_view"]))
+    table(f"own answers ({r['judge']}) against {r['other']}'s, both orders",
+          ("judge", "model", "pairs", "prefers own", "share", "95% CI", "mean p(own)"),
+          ([role, spec, v["n"], v["prefers_own"], fmt(v["share"], 3), ci(v["ci95"], 3),
+            fmt(v["mean_p_own"], 3)] for role, spec, v in views))
+    if "self_preference" in r:
+        s = r["self_preference"]
+        out.print(f"self-preference: p(own) {s['mean_difference']:+.3f} over the reference "
+                  f"(95% CI {s['ci95'][0]:+.3f} to {s['ci95'][1]:+.3f}; Wilcoxon "
+                  f"p = {s['wilcoxon']['p_value']:.3g}; McNemar p = {s['mcnemar']['p_value']:.3g})")
+    else:
+        out.print(f"against a coin flip: p = {r['against_chance']['p_value']:.3g} "
+                  f"({r['against_chance']['note']})")
+
+
 def run_summary(rows: list[dict[str, Any]], uninformative: list[str]) -> None:
     tasks = [k for k in (rows[0] if rows else {}) if k.endswith("_acc")]
     table("base vs SL-CAI vs RL-CAI on held-out prompts",
