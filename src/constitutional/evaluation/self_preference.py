@@ -28,10 +28,9 @@ from ..backends import Backend
 from ..config import StageConfig
 from ..constitution import Constitution
 from ..feedback import LabelConfig, label_pairs
-from ..generate import GenerateConfig, generate
+from ..generate import GenerateConfig
 from ..jsonio import write_json, write_jsonl
 from ..prompts import Prompt
-from ..store import RunStore
 from .metrics import mcnemar, paired_shift, wilson
 
 
@@ -44,11 +43,11 @@ class SelfPreferenceConfig(StageConfig):
 
 def _answers(name: str, backend: Backend, prompts: list[Prompt], out: Path,
              config: SelfPreferenceConfig) -> dict[str, str]:
-    generate(backend, prompts, out / "responses" / name,
-             GenerateConfig(max_new_tokens=config.max_new_tokens, temperature=0.0, top_p=1.0),
-             label=f"answer {name}")
-    rows = RunStore(out / "responses" / name).stage("generate").records()
-    return {r["prompt_id"]: r["responses"][0] for r in rows}
+    """Greedy answers, kept in the run store, as the evaluation suite makes them."""
+    from .suite import _responses
+
+    return _responses(name, backend, prompts, out, GenerateConfig(
+        max_new_tokens=config.max_new_tokens, temperature=0.0, top_p=1.0), batch_size=32)
 
 
 def _p_own(judge: Backend, pairs: list[dict[str, Any]], constitution: Constitution,
