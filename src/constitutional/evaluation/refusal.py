@@ -299,11 +299,13 @@ def feature_matrix(texts: Sequence[str], prompts: Sequence[str | None] | None = 
     if len(prompts) != len(texts):
         raise ValueError(f"{len(texts)} answers but {len(prompts)} prompts")
     known = [i for i, p in enumerate(prompts) if p and p.strip()]
-    vectors = embed(texts + [prompts[i] for i in known])  # type: ignore[misc]
+    # a request answered by several models is embedded once
+    distinct = {p: n for n, p in enumerate(dict.fromkeys(prompts[i] for i in known))}
+    vectors = embed(texts + list(distinct))  # type: ignore[arg-type]
     answers, asked = vectors[:len(texts)], vectors[len(texts):]
     similarity = np.zeros((len(texts), 4))
-    for row, i in enumerate(known):
-        sim = float(answers[i] @ asked[row])
+    for i in known:
+        sim = float(answers[i] @ asked[distinct[prompts[i]]])
         similarity[i] = (sim, 1.0, max(0.0, SIMILAR - sim) * 5, float(sim < SIMILAR - 0.2))
     return np.hstack([cue_matrix(texts), answers.astype(np.float64), similarity])
 
