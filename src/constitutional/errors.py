@@ -6,3 +6,15 @@ class CaiError(Exception):
 
     The message is one line that names the file, the line or record, and the field.
     """
+
+
+def check_row(where: str, row: dict, fields: tuple[str, ...], choice: tuple[str, tuple] | None = None,
+              missing: str = "field {!r} missing") -> None:
+    """A record's required ``fields`` are there and ``choice`` (field, allowed values) holds
+    one of its values; else a CaiError naming ``where`` (``file:line``) and the field."""
+    for field in fields:
+        if field not in row:
+            raise CaiError(f"{where}: {missing.format(field)}")
+    if choice and row[choice[0]] not in choice[1]:
+        raise CaiError(f"{where}: field {choice[0]!r}: {row[choice[0]]!r} is not one of "
+                       f"{', '.join(map(str, choice[1]))}")

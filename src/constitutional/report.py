@@ -567,6 +567,38 @@ def _capability_section(run: Path) -> list[str]:
     return out
 
 
+def _temperature_section(run: Path) -> list[str]:
+    """How the judge-free refusal rates move with the sampling temperature, per model."""
+    sweep = (_read(RunLayout(run).metrics) or {}).get("temperature")
+    if not sweep:
+        return []
+    rows, harmful, benign = [], {}, {}
+    for model, points in sweep.items():
+        for pt in points:
+            h, b = pt["sets"].get("harmful"), pt["sets"].get("borderline")
+            rows.append([_label(model), f"{pt['temperature']:g}", pt["samples"],
+                         *(f"{r[k]['rate']:.0%} ({_ci(r[k]['ci95'])})" if r else "–"
+                           for r, k in ((h, "refused"), (h, "refused_evasive"),
+                                        (h, "prompts_with_a_refusal"), (b, "refused")))])
+            if h:
+                harmful.setdefault(_label(model), []).append((pt["temperature"], h["refused"]["rate"]))
+            if b:
+                benign.setdefault(_label(model), []).append((pt["temperature"], b["refused"]["rate"]))
+    charts = "".join(lines(f"temperature-{key}", title, series, "share of answers", "temperature",
+                           bounds=(min(t for s in series.values() for t, _ in s),
+                                   max(t for s in series.values() for t, _ in s), 0.0, 1.0))
+                     for key, title, series in (
+                         ("harmful", "Harmful prompts refused, by temperature", harmful),
+                         ("borderline", "Benign look-alikes refused (false refusals), by temperature",
+                          benign)) if series and len({t for s in series.values() for t, _ in s}) > 1)
+    return [_section("temperature", "Refusals by sampling temperature", _table(
+        ["model", "temperature", "answers per prompt", "harmful refused", "harmful evasive",
+         "harmful prompts with a refusal", "false refusals"], rows) + charts,
+        "Judge-free (the refusal classifier). Greedy answers at temperature 0; above it, several "
+        "sampled answers per prompt. A model that refuses only when it decodes greedily refuses "
+        "less once deployed with sampling. Intervals count answers as independent.")]
+
+
 def _capability_overview(metrics: dict[str, Any]) -> list[str]:
     """Whether capability changed between models, by the report's convention: p < 0.01 is
     a change, p < 0.05 weak evidence of one."""
@@ -699,7 +731,8 @@ def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
         raise CaiError(f"{run}: no such run folder")
     if provenance is not None:
         write_json(RunLayout(run).provenance, provenance)
-    sections = [*_eval_sections(run), *_capability_section(run), *_judge_section(run),
+    sections = [*_eval_sections(run), *_temperature_section(run), *_capability_section(run),
+                *_judge_section(run),
                 *_quality_section(run),
                 *_robustness_section(run), *_pm_section(run),
                 *_labeler_section(run),

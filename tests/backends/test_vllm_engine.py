@@ -111,3 +111,24 @@ def test_engine_choice(tmp_path):
             engine_for(ModelConfig(spec=f"hf:{folder}", engine="vllm"))
     with pytest.raises(CaiError, match="engine 'fast'"):
         engine_for(ModelConfig(spec="smollm2", engine="fast"))
+
+
+def test_cpu_defaults_give_a_small_machine_every_core_and_keep_the_users_settings(monkeypatch):
+    from constitutional.backends import vllm_engine
+
+    for key in ("VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_CPU_KVCACHE_SPACE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(vllm_engine.os, "cpu_count", lambda: 2)
+    vllm_engine._cpu_defaults()
+    assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == vllm_engine.KV_CACHE_GIB
+
+    monkeypatch.delenv("VLLM_CPU_NUM_OF_RESERVED_CPU")
+    monkeypatch.setattr(vllm_engine.os, "cpu_count", lambda: 64)
+    vllm_engine._cpu_defaults()   # a big machine keeps vLLM's own reservation
+    assert "VLLM_CPU_NUM_OF_RESERVED_CPU" not in os.environ
+
+    monkeypatch.setenv("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")
+    monkeypatch.setattr(vllm_engine.os, "cpu_count", lambda: 2)
+    vllm_engine._cpu_defaults()   # the user's choice stands
+    assert os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"

@@ -37,3 +37,57 @@ def test_eval_commands_write_metrics_and_verdicts_on_the_scripted_backend(tmp_pa
     assert bad.returncode == 2 and "at least two models" in bad.stderr
 
 
+
+
+def test_a_temperature_sweep_gives_the_rates_at_each_temperature(tmp_path):
+    from constitutional import constitution
+    from constitutional.backends.scripted import ScriptedBackend
+    from constitutional.evaluation.suite import EvalConfig, evaluate_models
+    from constitutional.redteam import resolve_prompts
+
+    # greedy, it always answers; sampled, it declines one answer in two: a model whose
+    # refusals depend on how it is decoded
+    def reply(req, k):
+        if req.sampling.temperature > 0 and k % 2 == 0:
+            return "I'm sorry, but I can't help with that."
+        # on the subject: an answer about something else is a refusal by the classifier
+        return f"Sure. {req.messages[-1].content} Here are the steps: first, then, finally."
+
+    harmful, borderline = resolve_prompts("bundled:redteam")[:5], resolve_prompts("bundled:borderline")[:3]
+    config = EvalConfig(judge=False, compare=False, temperatures="0, 1.0", samples=4)
+    assert config.temperatures == (0.0, 1.0)
+    m = evaluate_models({"model": ScriptedBackend(reply=reply)}, harmful, borderline, [],
+                        tmp_path, config, judge=ScriptedBackend(), constitution=constitution.load())
+    greedy, sampled = m["temperature"]["model"]
+    assert greedy["temperature"] == 0 and greedy["samples"] == 1
+    assert greedy["sets"]["harmful"]["refused"]["rate"] == 0
+    assert sampled["sets"]["harmful"]["answers"] == 20 and sampled["sets"]["harmful"]["prompts"] == 5
+    assert sampled["sets"]["harmful"]["refused"]["rate"] == 0.5
+    assert sampled["sets"]["harmful"]["prompts_with_a_refusal"]["rate"] == 1.0
+    assert sampled["sets"]["borderline"]["refused"]["rate"] == 0.5
+    # the sampled answers are kept, so a rerun reads them back instead of asking again
+    again = ScriptedBackend(reply=reply)
+    evaluate_models({"model": again}, harmful, borderline, [], tmp_path, config,
+                    judge=ScriptedBackend(), constitution=constitution.load())
+    assert not again.calls
+
+    # the report shows the sweep as a table and a chart per prompt set
+    from constitutional.layout import RunLayout
+    from constitutional.report import _temperature_section
+
+    run = tmp_path / "run"
+    RunLayout(run).metrics.parent.mkdir(parents=True)
+    RunLayout(run).metrics.write_text(json.dumps(m))
+    section = "".join(_temperature_section(run))
+    assert 'id="temperature"' in section and 'data-plot="temperature-harmful"' in section
+    assert "50% (" in section
+
+
+def test_eval_refusals_takes_temperatures_on_the_command_line(tmp_path):
+    r = cai("eval", "refusals", "--model", "scripted", "--limit", 3, "--temperatures", "0,0.7",
+            "--samples", 2, "--out", tmp_path / "ref", check=True)
+    sweep = json.loads((tmp_path / "ref" / "metrics.json").read_text())["temperature"]["model"]
+    assert [p["temperature"] for p in sweep] == [0, 0.7] and sweep[1]["samples"] == 2
+    assert "temperature" in r.stdout
+    bad = cai("eval", "refusals", "--model", "scripted", "--temperatures", "-1", "--out", tmp_path / "x")
+    assert bad.returncode == 2 and "--temperatures" in bad.stderr

@@ -13,8 +13,6 @@ through escaping could not run.
 
 from __future__ import annotations
 
-import threading
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..errors import CaiError
+from ..serving import BackgroundServer
 from .db import AuditDB
 
 COOKIE = "cai_audit"
@@ -56,6 +55,10 @@ def create_app(db_path: str | Path) -> FastAPI:
         token = request.cookies.get(COOKIE)
         return token, db.reviewer_for(token)
 
+    def refused(token: str | None, reviewer: str | None) -> HTMLResponse | None:
+        """The page for a missing (401) or unknown (403) token; None when it is valid."""
+        return denied(401) if not token else denied(403) if reviewer is None else None
+
     def render_item(item_id: str, token: str, reviewer: str) -> HTMLResponse:
         item = db.item(item_id)
         if item is None:
@@ -77,10 +80,8 @@ def create_app(db_path: str | Path) -> FastAPI:
             r.set_cookie(COOKIE, token, httponly=True, samesite="strict")
             return r
         token, reviewer = reader(request)
-        if token is None:
-            return denied(401)
-        if reviewer is None:
-            return denied(403)
+        if no := refused(token, reviewer):
+            return no
         ids, done = db.queue(reviewer)
         todo = [i for i in ids if i not in done]
         if not todo:
@@ -91,10 +92,8 @@ def create_app(db_path: str | Path) -> FastAPI:
     @app.get("/item/{item_id}", response_class=HTMLResponse)
     def show(item_id: str, request: Request) -> Response:
         token, reviewer = reader(request)
-        if token is None:
-            return denied(401)
-        if reviewer is None:
-            return denied(403)
+        if no := refused(token, reviewer):
+            return no
         return render_item(item_id, token, reviewer)
 
     @app.post("/review")
@@ -103,11 +102,9 @@ def create_app(db_path: str | Path) -> FastAPI:
                token: str | None = Form(None)) -> Response:
         auth = request.headers.get("authorization", "")
         token = token or (auth[7:] if auth.lower().startswith("bearer ") else None)
-        if not token:
-            return denied(401)
-        reviewer = db.reviewer_for(token)
-        if reviewer is None:
-            return denied(403)
+        reviewer = db.reviewer_for(token) if token else None
+        if no := refused(token, reviewer):
+            return no
         item = db.item(item_id)
         if item is None:
             return page("message.html", 404, status="404 Not found", message="No such item.")
@@ -129,10 +126,8 @@ def create_app(db_path: str | Path) -> FastAPI:
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             token, reviewer = auth[7:], db.reviewer_for(auth[7:])
-        if token is None:
-            return denied(401)
-        if reviewer is None:
-            return denied(403)
+        if no := refused(token, reviewer):
+            return no
         import json
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in db.reviews())
         return PlainTextResponse(body, media_type="application/x-ndjson", headers=HEADERS)
@@ -146,32 +141,8 @@ def create_app(db_path: str | Path) -> FastAPI:
     return app
 
 
-class Server:
-    """Run the app with uvicorn in a background thread (tests, notebooks)."""
+class Server(BackgroundServer):
+    """The audit app on a background thread (tests, notebooks)."""
 
     def __init__(self, db_path: str | Path, host: str = "127.0.0.1", port: int = 0):
-        import socket
-
-        import uvicorn
-
-        if port == 0:
-            with socket.socket() as s:
-                s.bind((host, 0))
-                port = s.getsockname()[1]
-        self.url = f"http://{host}:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(db_path), host=host, port=port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "Server":
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started:
-            if time.time() > deadline or not self.thread.is_alive():
-                raise CaiError(f"the audit server did not start on {self.url}")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        super().__init__(create_app(db_path), host, port, name="audit server")

@@ -91,6 +91,17 @@ def chat(*turns: str, system: str | None = None) -> tuple[Message, ...]:
     return tuple(out)
 
 
+def tokenized_options(request: ChoiceRequest, tokenize, max_context: int
+                      ) -> tuple[list[tuple[str, list[int]]], int]:
+    """Each option with its token ids, and the tokens left for the context so that the
+    longest option still fits in ``max_context``. An option without tokens is an error."""
+    options = [(o, list(tokenize(o))) for o in request.options]
+    for option, ids in options:
+        if not ids:
+            raise CaiError(f"score: option {option!r} has no tokens")
+    return options, max(1, max_context - max(len(ids) for _, ids in options))
+
+
 def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     """Cut ``text`` at the first stop string; say whether one was found."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)

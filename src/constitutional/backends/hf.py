@@ -27,7 +27,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from ..errors import CaiError
 from ..hashing import content_hash
 from .kvcache import ReservedCache
-from .base import ChoiceRequest, Generation, GenerationRequest, Message, truncate_at_stop
+from .base import (ChoiceRequest, Generation, GenerationRequest, Message, tokenized_options,
+                   truncate_at_stop)
 from .spec import DEFAULT_MODEL, Spec, hf_spec, parse_spec
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,20 @@ def render_chat(tokenizer, messages: tuple[Message, ...], prefix: str = "") -> s
     return text + prefix
 
 
+def _left_padded(rows: list[list[int]], shared: int, width: int, pad: int):
+    """Token ids and attention mask, left-padded to ``width``, except that a prefix of
+    ``shared`` tokens every row has stays in front of the padding, at the positions its
+    cache was computed for (positions follow the mask)."""
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for row, ids in enumerate(rows):
+        input_ids[row, :shared] = torch.tensor(ids[:shared])
+        mask[row, :shared] = 1
+        input_ids[row, width - len(ids) + shared:] = torch.tensor(ids[shared:])
+        mask[row, width - len(ids) + shared:] = 1
+    return input_ids, mask
+
+
 class HFBackend:
     """A causal LM from transformers, batched; ``spec`` is ``smollm2`` or ``hf:DIR``."""
 
@@ -203,15 +218,7 @@ class HFBackend:
         pad = self.tokenizer.pad_token_id
         shared = self._shared_prefix([ids for ids, _ in encoded]) if self.prefix_cache else 0
         width = max(len(ids) for ids, _ in encoded)
-        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
-        for row, (ids, _) in enumerate(encoded):
-            # Left padding, except that a shared prefix stays in front of the padding, at
-            # the positions its cache was computed for; positions follow the mask.
-            input_ids[row, :shared] = torch.tensor(ids[:shared])
-            mask[row, :shared] = 1
-            input_ids[row, width - len(ids) + shared:] = torch.tensor(ids[shared:])
-            mask[row, width - len(ids) + shared:] = 1
+        input_ids, mask = _left_padded([ids for ids, _ in encoded], shared, width, pad)
         kwargs = dict(max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,
                       pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id)
         if sampling.temperature > 0:
@@ -285,12 +292,9 @@ class HFBackend:
         its key/value cache, so scoring (A) and (B) costs one context pass, not two."""
         items = []  # (request index, context ids, [(option, continuation ids)])
         for i, r in enumerate(requests):
-            options = [(o, self.tokenizer(o, add_special_tokens=False)["input_ids"])
-                       for o in r.options]
-            for option, cont in options:
-                if not cont:
-                    raise CaiError(f"score: option {option!r} has no tokens")
-            budget = max(1, self.max_context - max(len(c) for _, c in options))
+            options, budget = tokenized_options(
+                r, lambda o: self.tokenizer(o, add_special_tokens=False)["input_ids"],
+                self.max_context)
             context, _ = self._encode(self.render(r.messages, r.prefix), budget)
             items.append((i, context, options))
         results: list[dict[str, float]] = [{} for _ in requests]
@@ -312,14 +316,7 @@ class HFBackend:
         contexts = [ctx for _, ctx, _ in chunk]
         shared = self._shared_prefix(contexts) if self.prefix_cache else 0
         width = max(map(len, contexts))
-        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
-        for row, ctx in enumerate(contexts):
-            # As in generation: a shared prefix in front, then padding, then the row's own.
-            input_ids[row, :shared] = torch.tensor(ctx[:shared])
-            mask[row, :shared] = 1
-            input_ids[row, width - len(ctx) + shared:] = torch.tensor(ctx[shared:])
-            mask[row, width - len(ctx) + shared:] = 1
+        input_ids, mask = _left_padded(contexts, shared, width, pad)
         dev = self.model.device
         input_ids, mask = input_ids.to(dev), mask.to(dev)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)

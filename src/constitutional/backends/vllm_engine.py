@@ -19,7 +19,8 @@ backend, so the two answer the same prompts.
 The engine runs in a worker process of its own (vLLM's default), so its thread binding
 does not touch the trainers in this process; a script that loads it needs the
 ``if __name__ == "__main__":`` guard (``cai`` has it). CPU knobs: ``VLLM_CPU_KVCACHE_SPACE``
-(GiB of key/value cache, default here 2) and ``CAI_VLLM_COMPILE=1`` (vLLM's compiled
+(GiB of key/value cache, default here 2), ``VLLM_CPU_NUM_OF_RESERVED_CPU`` (cores kept for
+vLLM's scheduler; default here 0 on machines of up to 4 cores, vLLM's own elsewhere) and ``CAI_VLLM_COMPILE=1`` (vLLM's compiled
 graphs: starts in about 100 s instead of 15–30 s, a few per cent faster after). On CUDA
 each engine takes ``CAI_VLLM_GPU_MEMORY`` of the GPU's memory (default 0.25: a run keeps up
 to three engines loaded, and trains in this process between stages).
@@ -33,9 +34,23 @@ import os
 from pathlib import Path
 
 from ..errors import CaiError
-from .base import ChoiceRequest, Generation, GenerationRequest, Message
+from .base import ChoiceRequest, Generation, GenerationRequest, Message, tokenized_options
 
 KV_CACHE_GIB = "2"
+
+
+CPU_BLOCK_SIZE = 32
+SMALL_MACHINE_CPUS = 4
+
+
+def _cpu_defaults() -> None:
+    """The CPU engine's settings, where the user has not set them."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", KV_CACHE_GIB)
+    # vLLM keeps one core out of its worker for the scheduling process. On a machine of
+    # two cores that halves the worker's threads (it ran 1.6x slower here); on a small
+    # machine the worker takes every core and shares one with the scheduler instead.
+    if (os.cpu_count() or 1) <= SMALL_MACHINE_CPUS:
+        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
 def installed() -> bool:
@@ -73,7 +88,11 @@ class VLLMBackend:
         if why:
             raise CaiError(f"model {spec!r}: the vllm engine cannot load it: {why} "
                            "(use --engine hf)")
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", KV_CACHE_GIB)
+        from ..devices import resolve
+
+        on_cpu = resolve(device, dtype)[0] == "cpu"
+        if on_cpu:
+            _cpu_defaults()
         from vllm import LLM
 
         from .hf import render_chat
@@ -87,6 +106,11 @@ class VLLMBackend:
                       # two steps ("CPU Generator does not use offset"): whole prompts only.
                       enable_chunked_prefill=False,
                       enforce_eager=os.environ.get("CAI_VLLM_COMPILE") != "1")
+        if on_cpu:
+            # vLLM's CPU attention takes blocks of any multiple of 32; its default (128)
+            # lets prefix caching reuse a shared prompt only in whole 128-token blocks, and
+            # scoring asks up to four steps on one context
+            kwargs["block_size"] = CPU_BLOCK_SIZE
         if device.startswith("cuda"):
             # A run keeps up to three engines, and trains between stages in this process.
             kwargs["gpu_memory_utilization"] = float(os.environ.get("CAI_VLLM_GPU_MEMORY", "0.25"))
@@ -166,11 +190,7 @@ class VLLMBackend:
         plans = []  # per request: context ids, [(option, continuation ids)]
         steps: dict[tuple[int, ...], set[int]] = {}  # prompt ids -> next tokens to read
         for r in requests:
-            options = [(o, self._ids(o)) for o in r.options]
-            for option, cont in options:
-                if not cont:
-                    raise CaiError(f"score: option {option!r} has no tokens")
-            budget = max(1, self.max_context - max(len(c) for _, c in options))
+            options, budget = tokenized_options(r, self._ids, self.max_context)
             context = self._ids(self.render(r.messages, r.prefix))[-budget:]
             plans.append((context, options))
             for _, cont in options:

@@ -25,6 +25,7 @@ from ..evaluation.self_preference import SelfPreferenceConfig
 from ..evaluation.suite import EvalConfig
 from ..feedback import LabelConfig
 from ..generate import GenerateConfig, PairsConfig
+from ..guard import GuardConfig
 from ..prompts import Prompt
 from ..redteam import RedteamConfig
 from ..sft_data import SFTDataConfig
@@ -47,10 +48,12 @@ train_app = _typer("Train with TRL: sft, pm (preference model), dpo, rloo (RL ag
                    "preference model).")
 eval_app = _typer("Evaluate: harm, refusals, compare (Elo), pm (preference model), labeler (AI "
                   "labels vs humans), robustness, regress, overtraining, refusal-classifier.")
+guard_app = _typer("A prompt guard learned from red-team findings: train it, check prompt "
+                   "files with it, serve it as an OpenAI-compatible proxy in front of a model.")
 audit_app = _typer("Human audit of AI judgments: sample a run, review in a browser (serve), "
                    "import/export human labels, and report agreement and drift.")
 for sub, name in ((constitution_app, "constitution"), (train_app, "train"), (eval_app, "eval"),
-                  (audit_app, "audit")):
+                  (guard_app, "guard"), (audit_app, "audit")):
     app.add_typer(sub, name=name)
 
 Out = lambda what, required=True: typer.Option(... if required else None, "--out", "-o",  # noqa: E731
@@ -492,8 +495,10 @@ def eval_harm(out_dir: Path = Out("metrics.json, verdicts.jsonl"),
               config: EvalConfig = None) -> None:
     """Violation rate per harm category (Wilson intervals), judged by the feedback model
     under the constitution, naming the violated principle; plus refusal classes."""
-    m = _evaluate({"model": model}, prompts, [], [], out_dir, config.only("harm"), feedback,
-                  constitution_file)["per_model"]["model"]
+    full = _evaluate({"model": model}, prompts, [], [], out_dir, config.only("harm"), feedback,
+                     constitution_file)
+    m = full["per_model"]["model"]
+    render.temperature_sweep(full.get("temperature"))
     v = m["violation"]["all"]
     out.print(f"violation rate {v['rate']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] on "
               f"{v['n']}; evasive {m['evasive_on_harmful']['rate']:.3f}; "
@@ -515,8 +520,9 @@ def eval_refusals(out_dir: Path = Out("metrics.json, verdicts.jsonl"),
     from ..redteam import resolve_prompts
 
     h = resolve_prompts(harmful, None, limit) if harmful else []
-    m = _evaluate({"model": model}, h, prompts, [], out_dir, config.only("refusals"),
-                  model)["per_model"]["model"]
+    full = _evaluate({"model": model}, h, prompts, [], out_dir, config.only("refusals"), model)
+    m = full["per_model"]["model"]
+    render.temperature_sweep(full.get("temperature"))
     out.print(f"false-refusal rate {m['false_refusal']['rate']:.3f} on {m['false_refusal']['n']}"
               + (f"; evasive on harmful {m['evasive_on_harmful']['rate']:.3f}" if h else "")
               + f"; metrics in {out_dir / 'metrics.json'}")
@@ -646,6 +652,64 @@ def report_cmd(run: Path = typer.Argument(..., help="Run folder."),
     from ..report import write_report
 
     out.print(f"report: {write_report(run, out=output)}")
+
+
+# -- guard ----------------------------------------------------------------------------
+
+GuardOpt = typer.Option(..., "--guard", "-g", help="Guard folder from cai guard train.")
+
+
+@guard_app.command("train")
+@options(GuardConfig)
+def guard_train(out_dir: Path = Out("guard.json"),
+                harmful: list[str] = typer.Option(["bundled:redteam"], help="Harmful requests: "
+                                                  "bundled:redteam or a prompt file, such as a "
+                                                  "run's redteam.jsonl; repeat for several."),
+                helpful: str = typer.Option("bundled:helpful", help="Benign requests."),
+                borderline: str = typer.Option("bundled:borderline", help="Benign look-alikes; "
+                                               "the threshold is chosen on them."),
+                config: GuardConfig = None) -> None:
+    """Fit the guard on harmful requests (and their mutations) against benign ones; the
+    threshold blocks at most --false-block of the borderline set, measured out of fold."""
+    from ..guard import train_guard
+    from ..redteam import resolve_prompts
+
+    g = train_guard([p for h in harmful for p in resolve_prompts(h)], resolve_prompts(helpful),
+                    resolve_prompts(borderline), out_dir, config)
+    render.guard_trained(g, out_dir)
+
+
+@guard_app.command("check")
+def guard_check(prompts: str = typer.Argument(..., help="Prompt file (JSONL or CSV) or bundled:NAME."),
+                guard: Path = GuardOpt, column: Optional[str] = typer.Option(
+                    None, help="CSV/JSONL column holding the prompt (default: guessed)."),
+                out_dir: Optional[Path] = Out("guard_check.jsonl", required=False)) -> None:
+    """Classify every prompt of a file: blocked or passed, with the guard's score."""
+    from ..guard import Guard, check_prompts
+    from ..redteam import resolve_prompts
+
+    rows = check_prompts(Guard.load(guard), resolve_prompts(prompts, column=column), out_dir)
+    render.guard_checked(rows, out_dir)
+
+
+@guard_app.command("serve")
+@models("model", ray=False)
+def guard_serve(guard: Path = GuardOpt, constitution_file: str = ConstitutionOpt,
+                log: Path = typer.Option(Path("guard-log.jsonl"), help="Every decision, one "
+                                         "JSON line (appended)."),
+                host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
+                port: int = typer.Option(8000), model: ModelConfig = None) -> None:
+    """An OpenAI-compatible proxy (/v1/chat/completions) in front of --model: a blocked
+    request gets an explained refusal from the constitution and never reaches the model."""
+    import uvicorn
+
+    from ..guard import DecisionLog, Guard, create_app
+
+    g = Guard.load(guard)
+    render.line(f"guard {g.source} (threshold {g.threshold:.3f}) in front of {model.spec}: "
+                f"http://{host}:{port}/v1, decisions in {log}")
+    uvicorn.run(create_app(g, model.backend(), _load(constitution_file), DecisionLog(log)),
+                host=host, port=port, log_level="warning")
 
 
 # -- audit ----------------------------------------------------------------------------

@@ -214,3 +214,27 @@ def audit_report(r: dict[str, Any]) -> None:
              f"{d['items']} AI labels changed ({d['flip_rate']:.2f}, "
              f"{ci(d['flip_rate_interval'])}); agreement with humans "
              f"{fmt(d['agreement_a']['accuracy'])} → {fmt(d['agreement_b']['accuracy'])}")
+
+
+def guard_trained(g: dict[str, Any], where: Any) -> None:
+    table(f"guard, out of fold (threshold {g['threshold']:.3f})", ["set", "n", "blocked"],
+          ([k, v["n"], f"{v['blocked']} ({v['blocked'] / max(v['n'], 1):.0%})"]
+           for k, v in g["out_of_fold"].items()))
+    line(f"guard in {where}")
+
+
+def guard_checked(rows: list[dict[str, Any]], where: Any) -> None:
+    blocked = sum(r["blocked"] for r in rows)
+    line(f"{blocked} of {len(rows)} prompts blocked"
+         + (f"; decisions in {where}/guard_check.jsonl" if where else ""))
+
+
+def temperature_sweep(sweep: dict[str, Any] | None) -> None:
+    if not sweep:
+        return
+    sets = ("harmful", "borderline")
+    table("judge-free refusal rate by temperature", ["model", "temperature", "answers per prompt",
+                                                     *(f"refused ({s})" for s in sets)],
+          ([name, f"{pt['temperature']:g}", pt["samples"],
+            *(fmt(pt["sets"][s]["refused"]["rate"]) if s in pt["sets"] else "–" for s in sets)]
+           for name, points in sweep.items() for pt in points))

@@ -41,7 +41,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from ..errors import CaiError
+from ..errors import CaiError, check_row
 
 Verdict = Literal["complied", "refused_explained", "refused_evasive"]
 CLASSES: tuple[Verdict, ...] = ("complied", "refused_explained", "refused_evasive")
@@ -537,12 +537,9 @@ def load_labelled(path) -> tuple[str, list[dict[str, Any]]]:
             raise CaiError(f"{path}: cannot read CSV ({e})") from None
         out = []
         for n, r in enumerate(rows, 2):
-            for field in ("completion", "final_label"):
-                if field not in r:
-                    raise CaiError(f"{path}:{n}: no column {field!r} (XSTest completions format)")
-            if r["final_label"] not in XSTEST_LABELS:
-                raise CaiError(f"{path}:{n}: field 'final_label': {r['final_label']!r} is not one of "
-                               f"{', '.join(XSTEST_LABELS)}")
+            check_row(f"{path}:{n}", r, ("completion", "final_label"),
+                      ("final_label", tuple(XSTEST_LABELS)),
+                      missing="no column {!r} (XSTest completions format)")
             out.append({"id": r.get("id") or str(n), "prompt": r.get("prompt", ""),
                         "response": r["completion"], "label": XSTEST_LABELS[r["final_label"]]})
         return "xstest", out

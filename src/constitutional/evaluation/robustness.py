@@ -27,7 +27,7 @@ from typing import Any
 from ..backends import Backend
 from ..backends.base import GenerationRequest, Message, Sampling
 from ..constitution import Constitution
-from ..errors import CaiError
+from ..errors import CaiError, check_row
 from ..hashing import content_hash
 from ..prompts import Prompt, make_prompt
 from ..jsonio import write_json, write_jsonl
@@ -76,12 +76,7 @@ def load_cases(path: str | Path) -> list[dict[str, Any]]:
 
     cases = []
     for n, row in jsonl_objects(path):
-        for field in ("prompt", "principles", "expect"):
-            if field not in row:
-                raise CaiError(f"{path}:{n}: field {field!r} missing")
-        if row["expect"] not in EXPECT:
-            raise CaiError(f"{path}:{n}: field 'expect': {row['expect']!r} is not one of "
-                           f"{', '.join(EXPECT)}")
+        check_row(f"{path}:{n}", row, ("prompt", "principles", "expect"), ("expect", tuple(EXPECT)))
         if not isinstance(row["principles"], list) or not row["principles"]:
             raise CaiError(f"{path}:{n}: field 'principles': a non-empty list of principle ids")
         row.setdefault("id", f"case-{n}")

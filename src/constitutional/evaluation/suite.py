@@ -21,11 +21,13 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import Field, field_validator
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, field_validator
 
 from ..backends import Backend
 
-from ..config import StageConfig
+from ..config import StageConfig, split_names
 from ..constitution import Constitution, Principle
 from ..feedback import LabelConfig, label_some
 from ..generate import GenerateConfig, generate
@@ -52,6 +54,9 @@ HELPFULNESS = Constitution(name="helpfulness", version="1", principles=[Principl
     comparison="Which response answers the user's request more helpfully, accurately and "
                "completely?")])
 
+Temperatures = Annotated[tuple[Annotated[float, Field(ge=0)], ...], BeforeValidator(split_names)]
+
+
 class EvalConfig(StageConfig):
     """Evaluating models side by side: greedy answers, then the rules and the judge."""
 
@@ -62,6 +67,11 @@ class EvalConfig(StageConfig):
     compare: bool = Field(True, description="Pairwise comparisons by the judge (both orders) → "
                           "win rates and Elo, when there are two models or more.")
     seed: int = Field(0, description="Seeds the comparison principles and the Elo bootstrap.")
+    temperatures: Temperatures = Field((), description="Also answer at these temperatures "
+                                       "(e.g. 0,0.7,1.0) and give the judge-free rates at each: "
+                                       "0 reuses the greedy answers, above 0 each prompt gets "
+                                       "`samples` answers. Empty: greedy only.")
+    samples: int = Field(4, ge=1, description="Answers per prompt at each temperature above 0.")
     capability: CapabilityConfig = Field(
         default_factory=lambda: CapabilityConfig(tasks=()),
         description="Capability benchmarks on every model (lm-eval, multiple choice): "
@@ -173,6 +183,9 @@ def evaluate_models(models: dict[str, Backend], harmful: list[Prompt], borderlin
         metrics["per_model"][name] = _model_metrics(kind, classes, harm)
         metrics["per_model"][name]["judge_free"] = judge_free(kind, classes, answers[name])
     metrics["paired"] = paired_tests(kind, all_classes, answers)
+    if config.temperatures:
+        metrics["temperature"] = temperature_sweep(models, prompts, kind, answers, out, config,
+                                                   batch_size)
     if compare and len(models) > 1:
         for axis, ids, const in (("harmless", [p for p in prompts if kind[p] == "harmful"], constitution),
                                  ("helpful", [p for p in prompts if kind[p] == "helpful"], HELPFULNESS)):
@@ -182,6 +195,49 @@ def evaluate_models(models: dict[str, Backend], harmful: list[Prompt], borderlin
     write_jsonl(out / VERDICTS, verdicts)
     write_json(out / METRICS, metrics)
     return metrics
+
+
+def temperature_sweep(models: dict[str, Backend], prompts: dict[str, Prompt], kind: dict[str, str],
+                      greedy: dict[str, dict[str, str]], out: Path, config: EvalConfig,
+                      batch_size: int = 32) -> dict[str, list[dict[str, Any]]]:
+    """The judge-free rates of each model at each of ``config.temperatures``: per prompt set,
+    the share of answers in each refusal class, and the share of prompts with at least one
+    refusal among their samples. Temperature 0 is the greedy answers already made; above 0,
+    ``config.samples`` answers per prompt, kept in ``responses-sampled/NAME-tT/`` (resumable).
+    The intervals count answers as independent; samples of one prompt are not, so read them
+    as a lower bound on the uncertainty."""
+    ids = list(prompts)
+    result: dict[str, list[dict[str, Any]]] = {}
+    for name, backend in models.items():
+        rows = []
+        for t in config.temperatures:
+            if t == 0:
+                samples = {pid: [greedy[name][pid]] for pid in ids}
+            else:
+                folder = out / "responses-sampled" / f"{name}-t{t:g}"
+                generate(backend, list(prompts.values()), folder, GenerateConfig(
+                    max_new_tokens=config.max_new_tokens, temperature=t, top_p=1.0,
+                    n=config.samples, seed=config.seed), batch_size=batch_size,
+                    label=f"answer {name} at temperature {t:g}")
+                samples = {r["prompt_id"]: r["responses"]
+                           for r in RunStore(folder).stage("generate").records()}
+            flat = [(pid, text) for pid in ids for text in samples[pid]]
+            classes = classify_many([text for _, text in flat], [prompts[pid].text for pid, _ in flat])
+            sets = {}
+            for set_name in SETS:
+                got = [(pid, c) for (pid, _), c in zip(flat, classes) if kind[pid] == set_name]
+                if not got:
+                    continue
+                asked = {pid for pid, _ in got}
+                sets[set_name] = {
+                    "answers": len(got), "prompts": len(asked),
+                    "refused": _rate(sum(c in REFUSED for _, c in got), len(got)),
+                    **{c: _rate(sum(x == c for _, x in got), len(got)) for c in CLASSES[1:]},
+                    "prompts_with_a_refusal": _rate(
+                        len({pid for pid, c in got if c in REFUSED}), len(asked))}
+            rows.append({"temperature": t, "samples": 1 if t == 0 else config.samples, "sets": sets})
+        result[name] = rows
+    return result
 
 
 def _rate(hits: int, n: int) -> dict[str, Any]:
