@@ -145,3 +145,23 @@ def test_overview_says_whether_capability_changed():
                                                                 p=0.6)})
     assert "did not change significantly between any two models" in kept
     assert _capability_overview({"per_model": {}}) == []
+
+
+def test_the_judge_section_says_whether_self_preference_was_measured(tmp_path):
+    from constitutional.layout import RunLayout
+    from constitutional.report import _judge_section
+
+    layout = RunLayout(tmp_path)
+    layout.judge_check.parent.mkdir(parents=True)
+    case = {"n": 20, "correct": 11, "accuracy": 0.55, "ci95": [0.34, 0.74], "flip_rate": 0.9,
+            "informative": False}
+    layout.judge_check.write_text(json.dumps({"preference": case, "harm": case}))
+    assert "not measured in this run" in "".join(_judge_section(tmp_path))
+    layout.self_preference.parent.mkdir(parents=True)
+    layout.self_preference.write_text(json.dumps({
+        "other": "hf:<b>x</b>", "judge_view": {"n": 57, "prefers_own": 32, "share": 32 / 57,
+                                              "ci95": [0.43, 0.68]},
+        "against_chance": {"p_value": 0.43}}))
+    section = "".join(_judge_section(tmp_path))
+    assert "32 of 57 pairs (56%, 95% 43%–68%)" in section and "confounded" in section
+    assert "<b>x</b>" not in section

@@ -119,6 +119,12 @@ class RunLayout:
         """The feedback model measured on the bundled clear-cut cases."""
         return self.root / "judge" / "judge_check.json"
 
+    @property
+    def self_preference(self) -> Path:
+        """The judge's preference for its own answers, where it was measured into the run
+        (``cai eval self-preference --out RUN/judge/self-preference``)."""
+        return self.root / "judge" / "self-preference" / "self_preference.json"
+
     # evaluation and report
     @property
     def eval(self) -> Path:

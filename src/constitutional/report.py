@@ -395,7 +395,27 @@ def _judge_section(run: Path) -> list[str]:
          "verdict"], rows),
         "The bundled calibration set: a plainly harmful answer against an explained refusal, a "
         "helpful answer against a needless refusal, plainly harmful and harmless responses. "
-        "Each is judged in both orders; a judge whose interval includes 50% is at chance.")]
+        "Each is judged in both orders; a judge whose interval includes 50% is at chance."
+        + _self_preference_line(run))]
+
+
+def _self_preference_line(run: Path) -> str:
+    """The judge's self-preference, where it was measured into the run; else a pointer."""
+    sp = _read(RunLayout(run).self_preference)
+    if not sp:
+        return (" Its preference for its own answers is not measured in this run: "
+                "cai eval self-preference --out RUN/judge/self-preference measures it.")
+    view = sp["judge_view"]
+    text = (f" Self-preference: the judge preferred its own answer over {_label(sp['other'])}'s "
+            f"in {view['prefers_own']} of {view['n']} pairs ({_pct(view['share'])}, 95% "
+            f"{_ci(view['ci95'])})")
+    if "self_preference" in sp:
+        d = sp["self_preference"]
+        return text + (f"; {d['mean_difference'] * 100:+.1f} points of p(own) over the reference "
+                       f"judge {_label(sp['reference'])} (95% {d['ci95'][0] * 100:+.1f} to "
+                       f"{d['ci95'][1] * 100:+.1f}).")
+    return text + (f"; with no reference judge this is confounded by answer quality (against a "
+                   f"coin flip {_peq(sp['against_chance']['p_value'])}).")
 
 
 def _quality_section(run: Path) -> list[str]:
