@@ -49,7 +49,7 @@ class GuardConfig(StageConfig):
     """Training the prompt guard."""
 
     mutations: Names = Field(TEMPLATE_MUTATIONS, description="Template mutations of every "
-                             "harmful prompt added as harmful examples (none: leave out).")
+                             "harmful prompt added as harmful examples (--mutations '' for none).")
     false_block: float = Field(0.05, ge=0, lt=1, description="The share of borderline "
                                "(benign look-alike) prompts the threshold may block, measured "
                                "out of fold.")
