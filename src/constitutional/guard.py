@@ -24,7 +24,6 @@ principle for the request's nearest harm category; every decision is logged.
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -68,12 +67,6 @@ def _embed(texts: Sequence[str]) -> np.ndarray:
     from .evaluation.refusal import embed
 
     return embed(list(texts), tokens=EMBED_TOKENS)
-
-
-def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    return [np.asarray(sorted(order[i::k]), dtype=int) for i in range(k)]
 
 
 def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float):
@@ -166,22 +159,19 @@ class Guard:
                 raise CaiError(f"{file}: field {field!r} missing: not a guard file")
         return cls(data, str(file))
 
-    def _vectors(self, texts: Sequence[str]) -> np.ndarray:
-        return _embed(texts)
+    def _p(self, x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(x @ self.weights + self.bias)))
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros(0)
-        z = self._vectors(texts) @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-z))
+        return self._p(_embed(texts)) if texts else np.zeros(0)
 
     def check(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """One decision per request: ``blocked``, ``score`` and, when blocked, the nearest
         harm ``category``."""
         if not texts:
             return []
-        x = self._vectors(texts)
-        p = 1.0 / (1.0 + np.exp(-(x @ self.weights + self.bias)))
+        x = _embed(texts)
+        p = self._p(x)
         out = []
         for v, score in zip(x, p):
             d: dict[str, Any] = {"blocked": bool(score >= self.threshold), "score": round(float(score), 4)}
@@ -207,9 +197,11 @@ def check_prompts(guard: Guard, prompts: list[Prompt], out: str | Path | None = 
                   ) -> list[dict[str, Any]]:
     """Decisions for a prompt set, written to ``OUT/guard_check.jsonl`` when ``out`` is given."""
     decisions = guard.check([request_text(p.messages) for p in prompts])
-    rows = [{"id": p.id, "category": p.category, **d,
-             **({"nearest_category": d.pop("category")} if "category" in d else {})}
-            for p, d in zip(prompts, decisions)]
+    rows = []
+    for p, d in zip(prompts, decisions):
+        nearest = d.pop("category", None)   # the guard's guess, beside the prompt's own
+        rows.append({"id": p.id, "category": p.category, **d,
+                     **({"nearest_category": nearest} if nearest else {})})
     if out is not None:
         from .jsonio import write_jsonl
 
