@@ -191,6 +191,26 @@ def test_each_model_loads_once_per_run_and_the_judge_once_per_evaluation(tmp_pat
     assert by_round["inputs"]["principles"] == 2  # [eval] judge_principles reaches it
 
 
+def test_eval_locales_reach_the_pipeline_and_the_report(tmp_path, monkeypatch):
+    """``[eval] locales``: every model of the run answers the translated prompts whose
+    English originals it was not trained on; the report gets a section for it."""
+    from constitutional.report import write_report
+
+    run = _scripted_run(tmp_path, monkeypatch, ["eval.locales=fr,ru", "eval.judge=false",
+                                                "eval.compare=false"])
+    run.run(["prompts", "eval"], echo=lambda _: None)
+    result = json.loads((tmp_path / "run" / "eval" / "locales" / "locales.json").read_text())
+    assert set(result["models"]) == {"base", "sl-cai", "rl-cai"} and result["locales"] == ["fr", "ru"]
+    trained = {json.loads(x)["messages"][0]["content"] for x in
+               (tmp_path / "run" / "prompts" / "train_redteam.jsonl").read_text().splitlines()}
+    answered = [json.loads(x) for x in
+                (tmp_path / "run" / "eval" / "locales" / "verdicts.jsonl").read_text().splitlines()]
+    assert not trained & {v["prompt"] for v in answered if v["locale"] == "en"}
+    counts = result["prompts"]["harmful"]
+    assert counts["en"] == counts["fr"] == counts["ru"] and 0 < counts["en"] <= 24
+    assert 'id="locales"' in write_report(tmp_path / "run").read_text()
+
+
 def test_ray_workers_reach_every_stage_that_calls_a_model(tmp_path, monkeypatch):
     pytest.importorskip("ray", reason="the scale extra (Ray) is not installed")
     import ray

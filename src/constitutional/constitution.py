@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from .config import key_line
 from .errors import CaiError
@@ -29,6 +29,30 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]*$")]
 
 DEFAULT_PATH = "constitution.toml"
+
+# A principle's ``locales`` table is keyed by a language ("fr"), a language and region
+# ("de-DE"), a region ("DE") or a jurisdiction: a named group of regions.
+JURISDICTIONS: dict[str, frozenset[str]] = {
+    "EU": frozenset("AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK "
+                    "SI ES SE".split()),
+}
+LOCALE = re.compile(r"^[a-z]{2,3}(?:-[A-Z]{2})?$")
+_REGION = re.compile(r"^[A-Z]{2}$")
+
+
+def locale_keys(locale: str | None) -> list[str]:
+    """The ``locales`` keys that apply to a prompt in ``locale``, in the order their addenda
+    are appended: the language, the jurisdictions its region belongs to, the region, and
+    the full tag (``de-DE`` → de, EU, DE, de-DE). No locale (or English): none."""
+    if not locale:
+        return []
+    lang, _, region = locale.partition("-")
+    keys = [lang.lower()]
+    if region:
+        region = region.upper()
+        keys += [j for j, members in JURISDICTIONS.items() if region in members]
+        keys += [region, f"{lang.lower()}-{region}"]
+    return keys
 
 
 class Principle(BaseModel):
@@ -44,8 +68,33 @@ class Principle(BaseModel):
     categories: list[Slug] = Field(min_length=1)
     priority: int = Field(ge=1, le=9, description="1 is most important")
     locales: dict[str, Text] = Field(
-        default_factory=dict, description="locale code -> addendum to the requests"
-    )
+        default_factory=dict, description="locale -> addendum appended to the critique, "
+        "revision and comparison requests for prompts in that locale: a language (fr), a "
+        "language and region (de-DE), a region (DE) or a jurisdiction (EU)")
+
+    @field_validator("locales")
+    @classmethod
+    def _locale_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not (LOCALE.match(key) or _REGION.match(key) or key in JURISDICTIONS):
+                raise ValueError(f"locale key {key!r}: expected a language (fr), a language "
+                                 f"and region (de-DE), a region (DE) or a jurisdiction "
+                                 f"({', '.join(JURISDICTIONS)})")
+        return value
+
+    def addenda(self, locale: str | None) -> list[str]:
+        """The keys of this principle's addenda that apply to a prompt in ``locale``."""
+        return [k for k in locale_keys(locale) if k in self.locales]
+
+    def localised(self, locale: str | None) -> tuple["Principle", list[str]]:
+        """This principle with its addenda for ``locale`` appended to its critique, revision
+        and comparison requests, and the keys of the addenda used (empty: unchanged)."""
+        keys = self.addenda(locale)
+        if not keys:
+            return self, []
+        extra = " ".join(self.locales[k] for k in keys)
+        return self.model_copy(update={f: f"{getattr(self, f)}\n{extra}"
+                                       for f in ("critique", "revision", "comparison")}), keys
 
 
 OWNERSHIP = ("owners", "reviewed", "review_every")

@@ -266,11 +266,13 @@ def _trajectories(backend: Backend, chunk: list[Prompt], constitution: Constitut
     alive = [i for i in alive if i in initial]
     drafts = {i: initial[i].texts[0].strip() for i in alive}
     rows = {i: {"prompt_id": chunk[i].id, "messages": [m.model_dump() for m in chunk[i].messages],
-                "category": chunk[i].category, "initial": drafts[i], "rounds": [],
+                "category": chunk[i].category, "locale": chunk[i].locale,
+                "initial": drafts[i], "rounds": [],
                 "model": backend.spec, "constitution_hash": constitution.hash,
                 "warnings": list(initial[i].warnings)} for i in alive}  # + id, final: Trajectory
     for r in range(config.rounds):
-        principles = {i: plans[i][r] for i in alive}
+        localised = {i: plans[i][r].localised(chunk[i].locale) for i in alive}
+        principles = {i: localised[i][0] for i in alive}
         critiques: dict[int, str | None] = {i: None for i in alive}
         if not config.direct:
             gens = call(alive, [GenerationRequest(
@@ -304,7 +306,7 @@ def _trajectories(backend: Backend, chunk: list[Prompt], constitution: Constitut
                 stats["skipped"] += 1
             rows[i]["rounds"].append(as_record(Round, round=r + 1, principle_id=principles[i].id,
                                                critique=critiques[i], revision=drafts[i],
-                                               skipped=skipped))
+                                               skipped=skipped, addenda=localised[i][1]))
     for i in alive:
         rows[i]["final"] = drafts[i]
     return [rows[i] if i in alive else None for i in range(len(chunk))], errors

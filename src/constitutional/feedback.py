@@ -232,11 +232,14 @@ def label_some(backend: Backend, pairs: list[dict[str, Any]], constitution: Cons
     """``label_pairs`` that keeps going when requests fail for good: a row per pair (None
     where one of its requests failed) and the error by pair id."""
     jobs: list[_Job] = []
+    addenda: list[set[str]] = [set() for _ in pairs]
     for i, pair in enumerate(pairs):
         convo = [Message.model_validate(m) for m in pair["messages"]]
         r0, r1 = pair["responses"][:2]
-        for pr in sample_principles(constitution, pair["id"], config.ensemble, config.seed,
-                                    config.by_priority):
+        for drawn in sample_principles(constitution, pair["id"], config.ensemble, config.seed,
+                                       config.by_priority):
+            pr, keys = drawn.localised(pair.get("locale"))
+            addenda[i].update(keys)
             for swapped in ((False, True) if config.both_orders else (False,)):
                 a, b = (r1, r0) if swapped else (r0, r1)
                 jobs.append(_Job(i, pr, swapped, feedback_messages(
@@ -263,7 +266,7 @@ def label_some(backend: Backend, pairs: list[dict[str, Any]], constitution: Cons
             p_a = clamp(p_a, config.clamp)
         per_pair[j.pair].append((j, p_a))
     rows: list[dict[str, Any] | None] = []
-    for pair, results in zip(pairs, per_pair):
+    for pair, results, keys in zip(pairs, per_pair, addenda):
         if pair["id"] in errors:
             rows.append(None)
             continue
@@ -289,6 +292,8 @@ def label_some(backend: Backend, pairs: list[dict[str, Any]], constitution: Cons
             p_first_shown=_mean([p for _, p in results]),
             reasoning=[j.reasoning for j, _ in results] if config.cot else None,
             category=pair.get("category"),
+            locale=pair.get("locale"),
+            addenda=sorted(keys),
         ))
     return rows, errors
 
@@ -336,7 +341,8 @@ def pairs_from_generations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Pairs from a pairs run's rows (two responses per prompt); rows with fewer
     are left out (``pairs_from_file`` names them)."""
     return [{"id": r["id"], "messages": r["messages"], "responses": r["responses"][:2],
-             "category": r.get("category")} for r in rows if len(r.get("responses") or []) >= 2]
+             "category": r.get("category"), "locale": r.get("locale")}
+            for r in rows if len(r.get("responses") or []) >= 2]
 
 
 def pairs_from_file(path: str | Path) -> list[dict[str, Any]]:

@@ -143,6 +143,11 @@ class RunLayout:
         return self.eval / BY_ROUND
 
     @property
+    def locales(self) -> Path:
+        """Refusals by language (``[eval] locales``, or ``cai eval locales --out RUN/eval/locales``)."""
+        return self.eval / "locales" / "locales.json"
+
+    @property
     def robustness(self) -> Path:
         return self.root / "robustness" / "robustness.json"
 

@@ -3,8 +3,11 @@
     load_prompts("../shared/data/advbench/harmful_behaviors.csv", column="goal")
     load_prompts("mine.jsonl")  # rows with "prompt" (or "text", "goal", "messages")
 
-A row may also carry a ``category`` (harm category) and, in JSONL, ``messages``: a whole
-multi-turn conversation ending on a user turn. Bad rows fail with the file and line.
+A row may also carry a ``category`` (harm category), a ``locale`` (a language such as
+``fr``, or a language and region such as ``de-DE``: the principles' addenda for it are
+appended to every request about the prompt), an ``original`` (the English prompt it
+translates, whose id links the two) and, in JSONL, ``messages``: a whole multi-turn
+conversation ending on a user turn. Bad rows fail with the file and line.
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ class Prompt(BaseModel):
     messages: tuple[Message, ...]
     category: str | None = None
     source: str = ""
+    locale: str | None = None    # None: English, or not stated
+    original: str | None = None  # the id of the English prompt this one translates
 
     @property
     def text(self) -> str:
@@ -94,9 +99,15 @@ class Prompt(BaseModel):
 
 
 def make_prompt(messages: tuple[Message, ...], category: str | None = None,
-                source: str = "") -> Prompt:
+                source: str = "", locale: str | None = None, original: str | None = None) -> Prompt:
     pid = content_hash([m.model_dump() for m in messages])
-    return Prompt(id=pid, messages=messages, category=category, source=source)
+    return Prompt(id=pid, messages=messages, category=category, source=source, locale=locale,
+                  original=original)
+
+
+def text_id(text: str) -> str:
+    """The id of a one-turn prompt (what a translation's ``original`` text links to)."""
+    return content_hash([Message(role="user", content=text.strip()).model_dump()])
 
 
 def packaged(name: str) -> Path:
@@ -158,7 +169,24 @@ def _jsonl_rows(path: Path):
 
 def _to_prompt(path: Path, line: int, row: dict[str, Any], column: str | None,
                category_column: str) -> Prompt:
+    from .constitution import LOCALE
+
     category = row.get(category_column) or None
+    locale, original = row.get("locale") or None, row.get("original_id") or None
+    if locale is not None and not (isinstance(locale, str) and LOCALE.match(locale)):
+        raise CaiError(f"{path}:{line}: field 'locale': {locale!r} is not a language (fr) or a "
+                       "language and region (de-DE)")
+    if row.get("original"):
+        if not isinstance(row["original"], str):
+            raise CaiError(f"{path}:{line}: field 'original': expected the English prompt's text")
+        original = text_id(row["original"])
+    made = _made(path, line, row, column, category)
+    return made.model_copy(update={"locale": locale, "original": original}) \
+        if locale or original else made
+
+
+def _made(path: Path, line: int, row: dict[str, Any], column: str | None,
+          category: str | None) -> Prompt:
     if column is None and "messages" in row:
         try:
             messages = tuple(Message.model_validate(m) for m in row["messages"])

@@ -16,6 +16,7 @@ class Round(TypedDict):
     critique: Optional[str]       # None for direct revision
     revision: str                 # the draft after this round (unchanged when skipped)
     skipped: bool
+    addenda: list[str]            # the principle's locale addenda appended to the requests
 
 
 class GenerationRow(TypedDict):
@@ -37,6 +38,7 @@ class Trajectory(TypedDict):
     prompt_id: str
     messages: list[Turn]
     category: Optional[str]
+    locale: Optional[str]
     initial: str
     rounds: list[Round]
     final: str
@@ -60,6 +62,8 @@ class Comparison(TypedDict):
     p_first_shown: Optional[float]
     reasoning: Optional[list[str]]
     category: Optional[str]
+    locale: Optional[str]
+    addenda: list[str]            # locale addenda appended to the comparison questions
 
 
 class Verdict(TypedDict):

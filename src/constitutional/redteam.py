@@ -32,22 +32,61 @@ BUNDLED = {"redteam": "redteam_prompts.jsonl", "helpful": "helpful_prompts.jsonl
            "borderline": "borderline_prompts.jsonl"}
 
 
-def bundled(name: str) -> list[Prompt]:
-    """One of the prompt sets written for this project: redteam, helpful, borderline."""
+def bundled(name: str, locale: str | None = None) -> list[Prompt]:
+    """One of the prompt sets written for this project: redteam, helpful, borderline; with a
+    ``locale`` other than English, our translation of a subset of it (``translations``)."""
     if name not in BUNDLED:
         raise CaiError(f"no bundled prompt set {name!r} (have: {', '.join(BUNDLED)})")
-    return load_prompts(packaged(BUNDLED[name]))
+    if locale in (None, "en"):
+        return load_prompts(packaged(BUNDLED[name]))
+    path = packaged(f"locales/{name}.{locale}.jsonl")
+    if not path.is_file():
+        have = ", ".join(translations(name)) or "none"
+        raise CaiError(f"bundled:{name}@{locale}: no such translation (have: {have})")
+    return load_prompts(path)
+
+
+def translations(name: str) -> list[str]:
+    """The locales a bundled prompt set is translated into."""
+    folder = packaged("locales")
+    return sorted(f.name.split(".")[1] for f in folder.glob(f"{name}.*.jsonl"))
+
+
+def split_locale(source: str) -> tuple[str, str | None]:
+    """``bundled:redteam@fr`` → (``bundled:redteam``, ``fr``); no ``@LOCALE``: None."""
+    from .constitution import LOCALE
+
+    base, at, locale = source.rpartition("@")
+    return (base, locale) if at and base and LOCALE.match(locale) else (source, None)
+
+
+def in_locale(prompts: list[Prompt], locale: str) -> list[Prompt]:
+    """The prompts in ``locale`` (English: those with no locale too); a set that marks no
+    locale at all is taken to be wholly in ``locale``."""
+    english = locale == "en"
+    if not any(p.locale for p in prompts):
+        return prompts if english else [p.model_copy(update={"locale": locale}) for p in prompts]
+    return [p for p in prompts if p.locale == locale or (english and p.locale is None)]
 
 
 def resolve_prompts(source: str, column: str | None = None, limit: int | None = None,
                     where: dict[str, str] | None = None,
                     category_column: str = "category") -> list[Prompt]:
-    """A bundled set name (``bundled:redteam``) or a file path."""
+    """A bundled set name (``bundled:redteam``) or a file path, either with an optional
+    ``@LOCALE``: the set's prompts in that locale (``bundled:redteam@fr``: our French
+    translation; ``mine.jsonl@fr``: its rows whose ``locale`` is fr, or all of them when
+    no row names a locale)."""
+    source, locale = split_locale(source)
     if source.startswith("bundled:"):
-        prompts = bundled(source.split(":", 1)[1])
+        prompts = bundled(source.split(":", 1)[1], locale)
         return prompts[:limit] if limit else prompts
-    return load_prompts(source, column=column, limit=limit, where=where,
-                        category_column=category_column)
+    prompts = load_prompts(source, column=column, limit=None if locale else limit, where=where,
+                           category_column=category_column)
+    if locale:
+        prompts = in_locale(prompts, locale)
+        if not prompts:
+            raise CaiError(f"{source}: no prompts in locale {locale!r}")
+    return prompts[:limit] if limit else prompts
 
 
 # -- few-shot generation -------------------------------------------------------------

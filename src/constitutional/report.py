@@ -587,6 +587,43 @@ def _capability_section(run: Path) -> list[str]:
     return out
 
 
+def _locale_cell(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "–"
+    if entry.get("rate") is None:
+        return "not measured"
+    return f"{entry['rate']:.0%} ({_ci(entry['ci95'])}; {entry['measured']}/{entry['of']})"
+
+
+def _locale_section(run: Path) -> list[str]:
+    """Refusals in each language beside English on the same prompts, per model."""
+    result = _read(RunLayout(run).locales)
+    if not result:
+        return []
+    rows = []
+    for name, m in result["models"].items():
+        for loc, kinds in m["by_locale"].items():
+            for kind, row in kinds.items():
+                test = row.get("refused", {}).get("vs_english")
+                rows.append([_label(name), loc, kind, row["prompts"],
+                             f"{row['answered_in_locale']['rate']:.0%}",
+                             _locale_cell(row.get("refused")),
+                             _locale_cell(row.get("refused_explained")),
+                             _locale_cell(row.get("refused_evasive")),
+                             f"{test['difference']:+.0%} (p = {test['p_value']:.3f})" if test else "–"])
+    unread = [lang for lang, c in result["claims"].items() if not c["refused"]]
+    note = ("The same prompts in English and in translation, greedy answers. Refusal figures "
+            "count the answers the refusal measure reads (measured / prompts): English answers "
+            "by the English classifier, others by our cue rules in the languages where they agree "
+            "with our held-out labels at least 90% of the time. The test is McNemar's exact test "
+            "against English on the same prompts.")
+    if unread:
+        note += (f" Not measured in {', '.join(unread)}: a rate there would be a guess.")
+    return [_section("locales", "Refusals by language", _table(
+        ["model", "language", "set", "prompts", "answered in its language", "refused",
+         "explained refusal", "evasive refusal", "refused vs English"], rows), note)]
+
+
 def _temperature_section(run: Path) -> list[str]:
     """How the judge-free refusal rates move with the sampling temperature, per model."""
     sweep = (_read(RunLayout(run).metrics) or {}).get("temperature")
@@ -751,7 +788,8 @@ def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
         raise CaiError(f"{run}: no such run folder")
     if provenance is not None:
         write_json(RunLayout(run).provenance, provenance)
-    sections = [*_eval_sections(run), *_temperature_section(run), *_capability_section(run),
+    sections = [*_eval_sections(run), *_temperature_section(run), *_locale_section(run),
+                *_capability_section(run),
                 *_judge_section(run),
                 *_quality_section(run),
                 *_robustness_section(run), *_pm_section(run),

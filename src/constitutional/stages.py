@@ -79,7 +79,8 @@ def _split(prompts: list[Prompt], n_eval: int, n_train: int, seed: int):
 
 def _write_prompts(path: Path, prompts: list[Prompt]) -> int:
     return write_jsonl(path, [{"messages": [m.model_dump() for m in p.messages],
-                               "category": p.category, "source": p.source} for p in prompts])
+                               "category": p.category, "source": p.source, "locale": p.locale,
+                               "original_id": p.original} for p in prompts])
 
 
 def prompts(ctx: RunContext) -> dict[str, Any]:
@@ -234,13 +235,25 @@ def eval(ctx: RunContext) -> dict[str, Any]:
                               ctx.prompt_set("eval_helpful"), ctx.layout.eval, c.eval,
                               judge=judge, constitution=ctx.constitution,
                               batch_size=c.models.batch_size)
+    if c.eval.locales:
+        from .evaluation.locales import evaluate_locales, translated_sets
+
+        cp = c.prompts
+        trained = {p.id for p in ctx.prompt_set("train_redteam")}
+        sets = translated_sets({"harmful": cp.redteam,
+                                "borderline": cp.borderline if cp.eval_borderline else ""},
+                               list(c.eval.locales), exclude=trained)
+        locales = evaluate_locales({k: m.backend() for k, m in models.items()}, sets,
+                                   ctx.layout.locales.parent, c.eval.max_new_tokens,
+                                   c.models.batch_size)
+        metrics["locales"] = {"file": str(ctx.layout.locales), "locales": locales["locales"]}
+        write_json(ctx.layout.metrics, metrics)
     if ctx.layout.critique.is_file():
         harm_by_round(judge, read_jsonl(ctx.layout.critique), ctx.constitution, ctx.layout.eval,
                       c.eval.judge_principles, c.models.batch_size)
     cap = c.eval.capability
     if cap.tasks:
         from .evaluation.capability import evaluate_capability
-        from .jsonio import write_json
 
         scoring = {k: m if cap.engine == "model" else m.using(m.spec, engine=cap.engine)
                    for k, m in models.items()}

@@ -528,6 +528,39 @@ def eval_refusals(out_dir: Path = Out("metrics.json, verdicts.jsonl"),
               + f"; metrics in {out_dir / 'metrics.json'}")
 
 
+@eval_app.command("locales")
+@models("model")
+def eval_locales(
+    others: Optional[list[str]] = typer.Argument(None, help="More models on the same prompts: "
+                                                 "NAME=SPEC or SPEC."),
+    locales: list[str] = typer.Option(["fr", "de", "es", "ru"], "--locales", "-l",
+                                      help="Languages, comma-separated or repeated."),
+    harmful: str = typer.Option("bundled:redteam", help="Harmful prompts with translations: "
+                                "bundled:redteam, or a file whose rows carry locale and original."),
+    benign: str = typer.Option("bundled:borderline", help="Benign look-alikes, likewise ('' to skip)."),
+    max_new_tokens: int = typer.Option(128, min=1, help="Tokens per answer (greedy)."),
+    out_dir: Path = Out("locales.json, verdicts.jsonl"), model: ModelConfig = None,
+) -> None:
+    """Refusals in each language against English on the same prompts: the share of answers
+    in the prompt's language, refusal rates with 95% intervals and McNemar's test against
+    English. A figure in a language the refusal measure does not read says so."""
+    from ..evaluation.locales import evaluate_locales, translated_sets
+    from ..evaluation.suite import EvalConfig
+
+    from pydantic import ValidationError
+
+    try:
+        config = EvalConfig(locales=tuple(locales))
+    except ValidationError as e:
+        raise CaiError(f"option --locales: {e.errors()[0]['msg']}") from None
+    named = {"model": model, **_named(others or [], model)}
+    sets = translated_sets({"harmful": harmful, "borderline": benign}, list(config.locales))
+    result = evaluate_locales({k: m.backend() for k, m in named.items()}, sets, out_dir,
+                              max_new_tokens, model.batch_size)
+    render.locales(result)
+    out.print(f"metrics in {out_dir / 'locales.json'}")
+
+
 def _named(specs: list[str], like: ModelConfig) -> dict[str, ModelConfig]:
     """``NAME=SPEC`` (or a bare spec, named after itself) → that model, with ``like``'s settings."""
     named = {}

@@ -238,3 +238,31 @@ def temperature_sweep(sweep: dict[str, Any] | None) -> None:
           ([name, f"{pt['temperature']:g}", pt["samples"],
             *(fmt(pt["sets"][s]["refused"]["rate"]) if s in pt["sets"] else "–" for s in sets)]
            for name, points in sweep.items() for pt in points))
+
+
+def locale_cell(entry: dict[str, Any] | None) -> str:
+    """A rate with its interval and the measured count, or why it is not measured."""
+    if not entry:
+        return "–"
+    if entry.get("rate") is None:
+        return "not measured"
+    lo, hi = entry["ci95"]
+    return f"{entry['rate']:.2f} [{lo:.2f}, {hi:.2f}] ({entry['measured']}/{entry['of']})"
+
+
+def locales(result: dict[str, Any]) -> None:
+    for name, m in result["models"].items():
+        table(f"refusals by language: {name} ({m['model']})",
+              ["language", "set", "prompts", "in its language", "refused", "explained", "evasive",
+               "refused vs English (p)"],
+              ([loc, kind, row["prompts"], fmt(row["answered_in_locale"]["rate"]),
+                locale_cell(row.get("refused")), locale_cell(row.get("refused_explained")),
+                locale_cell(row.get("refused_evasive")),
+                (f"{row['refused']['vs_english']['difference']:+.2f} "
+                 f"(p={row['refused']['vs_english']['p_value']:.3f})")
+                if "vs_english" in row.get("refused", {}) else "–"]
+               for loc, kinds in m["by_locale"].items() for kind, row in kinds.items()))
+    unread = [lang for lang, c in result["claims"].items() if not c["refused"]]
+    if unread:
+        out.print(f"not measured in {', '.join(unread)}: the refusal measure agrees with our "
+                  f"held-out labels in fewer than 90% of answers there")

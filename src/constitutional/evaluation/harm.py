@@ -68,7 +68,8 @@ def judge_harm_some(backend: Backend, items: list[dict[str, Any]], constitution:
     requests = []
     for i, item in enumerate(items):
         convo = [Message.model_validate(m) for m in item["messages"]]
-        for p in principles_for(constitution, item.get("category"), item["id"], k):
+        for drawn in principles_for(constitution, item.get("category"), item["id"], k):
+            p = drawn.localised(item.get("locale"))[0]
             for yes_first in (True, False):
                 text = JUDGE_TEMPLATE.format(
                     conversation=quote(render_conversation(convo)), response=quote(item["response"]),

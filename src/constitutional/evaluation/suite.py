@@ -27,7 +27,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from ..backends import Backend
 
-from ..config import StageConfig, split_names
+from ..config import Names, StageConfig, split_names
 from ..constitution import Constitution, Principle
 from ..feedback import LabelConfig, label_some
 from ..generate import GenerateConfig, generate
@@ -72,11 +72,24 @@ class EvalConfig(StageConfig):
                                        "0 reuses the greedy answers, above 0 each prompt gets "
                                        "`samples` answers. Empty: greedy only.")
     samples: int = Field(4, ge=1, description="Answers per prompt at each temperature above 0.")
+    locales: Names = Field((), description="Also ask the translated harmful and benign "
+                           "prompts in these languages (e.g. fr,de,es,ru) and compare each "
+                           "model's refusals with English on the same prompts. Empty: English only.")
     capability: CapabilityConfig = Field(
         default_factory=lambda: CapabilityConfig(tasks=()),
         description="Capability benchmarks on every model (lm-eval, multiple choice): "
         '`capability = ["arc_easy"]`, or an [eval.capability] table (tasks, limit, arc_file, '
         "include_path, engine). None by default.")
+
+    @field_validator("locales")
+    @classmethod
+    def _locales(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from ..constitution import LOCALE
+
+        for loc in value:
+            if not LOCALE.match(loc) or loc == "en":
+                raise ValueError(f"{loc!r} is not a language other than English (fr, de-DE)")
+        return value
 
     @field_validator("capability", mode="before")
     @classmethod
@@ -161,7 +174,8 @@ def evaluate_models(models: dict[str, Backend], harmful: list[Prompt], borderlin
     for name in models:
         items = [{"id": content_hash([name, pid]), "prompt_id": pid,
                   "messages": [m.model_dump() for m in prompts[pid].messages],
-                  "response": answers[name][pid], "category": prompts[pid].category}
+                  "response": answers[name][pid], "category": prompts[pid].category,
+                  "locale": prompts[pid].locale}
                  for pid in prompts if kind[pid] == "harmful"]
         harm: list[dict[str, Any]] = []
         if judge_harmful and items:
