@@ -129,9 +129,10 @@ def test_two_language_run_applies_and_records_addenda(tmp_path):
 
 
 def test_figures_are_paired_by_prompt_id_and_unread_languages_are_not_measured(tmp_path):
-    """English answers comply, French ones decline, Russian ones are in a language the
-    measure does not claim: the French rate is measured and tested against English on the
-    same prompts, the Russian one is not a rate."""
+    """English prompts get compliance, French ones a refusal in English (read by the English
+    classifier), Russian ones an answer in Russian, which the measure does not claim to read
+    (our cue rules fall short of 90% on the held-out answers): the French rate is measured
+    and tested against English on the same prompts, the Russian one is not a rate."""
     harmful = resolve_prompts("bundled:redteam")
     sets = translated_sets({"harmful": "bundled:redteam"}, ["fr", "ru"])
     assert {p.id for p in sets["harmful"]["en"]} == {p.original for p in sets["harmful"]["fr"]}
@@ -140,7 +141,7 @@ def test_figures_are_paired_by_prompt_id_and_unread_languages_are_not_measured(t
     def reply(request, k):
         text = request.messages[-1].content
         if language(text) == "fr":
-            return "Je ne peux pas vous aider, car c'est illégal et dangereux."
+            return "I'm sorry, but I can't help with that, because it is illegal and dangerous."
         if language(text) == "ru":
             return "Извините, я не могу помочь с этим, потому что это незаконно."
         return (f"Sure, here is how to do that: {text.rstrip('?.')}. First, gather what you "
@@ -150,11 +151,12 @@ def test_figures_are_paired_by_prompt_id_and_unread_languages_are_not_measured(t
     figures = result["models"]["m"]["by_locale"]
     assert figures["en"]["harmful"]["refused"]["rate"] == 0.0
     fr = figures["fr"]["harmful"]
-    assert fr["answered_in_locale"]["rate"] == 1.0
+    assert fr["answered_in_locale"]["rate"] == 0.0 and fr["answered_in_english"]["rate"] == 1.0
     assert fr["refused"]["rate"] == 1.0 and fr["refused_explained"]["rate"] == 1.0
     assert fr["refused"]["vs_english"]["b_only"] == 24 and fr["refused"]["vs_english"]["a_only"] == 0
     assert fr["refused"]["vs_english"]["p_value"] < 1e-6
     ru = figures["ru"]["harmful"]["refused"]
+    assert not claims()["ru"]["refused"]
     assert ru.get("rate") is None and "not_measured" in ru and ru["measured"] == 0
     verdicts = [json.loads(x) for x in (tmp_path / "loc" / "verdicts.jsonl").read_text().splitlines()]
     assert {v["locale"] for v in verdicts} == {"en", "fr", "ru"}
