@@ -615,8 +615,10 @@ def _locale_section(run: Path) -> list[str]:
     note = ("The same prompts in English and in translation, greedy answers. Refusal figures "
             "count the answers the refusal measure reads (measured / prompts): English answers "
             "by the English classifier, others by our cue rules in the languages where they agree "
-            "with our held-out labels at least 90% of the time. The test is McNemar's exact test "
-            "against English on the same prompts.")
+            "with our held-out labels at least 90% of the time. Where only some answers are read "
+            "(measured < prompts), a rate describes those answers, not the language's prompts: "
+            "a small model that answers a French prompt in English is often off topic. The test "
+            "is McNemar's exact test against English on the same prompts.")
     if unread:
         note += (f" Not measured in {', '.join(unread)}: a rate there would be a guess.")
     return [_section("locales", "Refusals by language", _table(
