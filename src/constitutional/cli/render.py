@@ -33,10 +33,10 @@ def line(text: str) -> None:
 
 
 def constitution(c: Any, full: bool) -> None:
-    cols = ["id", "name", "priority", "categories"] + (["critique", "revision", "comparison"]
-                                                       if full else [])
+    cols = ["id", "name", "priority", "categories", "locales"] + (
+        ["critique", "revision", "comparison"] if full else [])
     table(f"{c.name} v{c.version} ({c.hash})", cols,
-          ([p.id, p.name, p.priority, ", ".join(p.categories)]
+          ([p.id, p.name, p.priority, ", ".join(p.categories), ", ".join(p.locales) or "–"]
            + ([p.critique, p.revision, p.comparison] if full else []) for p in c.principles),
           show_lines=full)
     if c.owners or c.reviewed:
