@@ -19,12 +19,17 @@ class Round(TypedDict):
     addenda: list[str]            # the principle's locale addenda appended to the requests
 
 
-class GenerationRow(TypedDict):
-    """One prompt's sampled answers (``generate.jsonl``, ``pairs.jsonl``, eval responses)."""
+class Prompted(TypedDict):
+    """What every per-prompt record carries about its prompt."""
     id: str
     prompt_id: str
     messages: list[Turn]
     category: Optional[str]
+    locale: Optional[str]         # the prompt's locale (None: English or not stated)
+
+
+class GenerationRow(Prompted):
+    """One prompt's sampled answers (``generate.jsonl``, ``pairs.jsonl``, eval responses)."""
     responses: list[str]
     tokens: list[int]
     finish_reasons: list[str]
@@ -32,13 +37,8 @@ class GenerationRow(TypedDict):
     model: str
 
 
-class Trajectory(TypedDict):
+class Trajectory(Prompted):
     """One prompt through SL-CAI (``critique.jsonl``)."""
-    id: str
-    prompt_id: str
-    messages: list[Turn]
-    category: Optional[str]
-    locale: Optional[str]
     initial: str
     rounds: list[Round]
     final: str

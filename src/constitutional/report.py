@@ -587,16 +587,10 @@ def _capability_section(run: Path) -> list[str]:
     return out
 
 
-def _locale_cell(entry: dict[str, Any] | None) -> str:
-    if not entry:
-        return "–"
-    if entry.get("rate") is None:
-        return "not measured"
-    return f"{entry['rate']:.0%} ({_ci(entry['ci95'])}; {entry['measured']}/{entry['of']})"
-
-
 def _locale_section(run: Path) -> list[str]:
     """Refusals in each language beside English on the same prompts, per model."""
+    from .evaluation.locales import cell
+
     result = _read(RunLayout(run).locales)
     if not result:
         return []
@@ -607,9 +601,8 @@ def _locale_section(run: Path) -> list[str]:
                 test = row.get("refused", {}).get("vs_english")
                 rows.append([_label(name), loc, kind, row["prompts"],
                              f"{row['answered_in_locale']['rate']:.0%}",
-                             _locale_cell(row.get("refused")),
-                             _locale_cell(row.get("refused_explained")),
-                             _locale_cell(row.get("refused_evasive")),
+                             cell(row.get("refused")), cell(row.get("refused_explained")),
+                             cell(row.get("refused_evasive")),
                              f"{test['difference']:+.0%} (p = {test['p_value']:.3f})" if test else "–"])
     unread = [lang for lang, c in result["claims"].items() if not c["refused"]]
     note = ("The same prompts in English and in translation, greedy answers. Refusal figures "

@@ -240,24 +240,16 @@ def temperature_sweep(sweep: dict[str, Any] | None) -> None:
            for name, points in sweep.items() for pt in points))
 
 
-def locale_cell(entry: dict[str, Any] | None) -> str:
-    """A rate with its interval and the measured count, or why it is not measured."""
-    if not entry:
-        return "–"
-    if entry.get("rate") is None:
-        return "not measured"
-    lo, hi = entry["ci95"]
-    return f"{entry['rate']:.2f} [{lo:.2f}, {hi:.2f}] ({entry['measured']}/{entry['of']})"
-
-
 def locales(result: dict[str, Any]) -> None:
+    from ..evaluation.locales import cell
+
     for name, m in result["models"].items():
         table(f"refusals by language: {name} ({m['model']})",
               ["language", "set", "prompts", "in its language", "refused", "explained", "evasive",
                "refused vs English (p)"],
               ([loc, kind, row["prompts"], fmt(row["answered_in_locale"]["rate"]),
-                locale_cell(row.get("refused")), locale_cell(row.get("refused_explained")),
-                locale_cell(row.get("refused_evasive")),
+                cell(row.get("refused")), cell(row.get("refused_explained")),
+                cell(row.get("refused_evasive")),
                 (f"{row['refused']['vs_english']['difference']:+.2f} "
                  f"(p={row['refused']['vs_english']['p_value']:.3f})")
                 if "vs_english" in row.get("refused", {}) else "–"]

@@ -77,6 +77,17 @@ def translated_sets(sources: dict[str, str], locales: list[str],
     return out
 
 
+def cell(entry: dict[str, Any] | None) -> str:
+    """A figure as a table shows it: the rate, its interval and the answers read, or why
+    there is no rate."""
+    if not entry:
+        return "–"
+    if entry.get("rate") is None:
+        return "not measured"
+    lo, hi = entry["ci95"]
+    return f"{entry['rate']:.0%} ({lo:.0%}–{hi:.0%}; {entry['measured']}/{entry['of']})"
+
+
 def _rate(hits: int, n: int) -> dict[str, Any]:
     return {"rate": hits / n if n else None, "ci95": list(wilson(hits, n)), "n": n}
 
