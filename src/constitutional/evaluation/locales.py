@@ -57,12 +57,15 @@ def translated_sets(sources: dict[str, str], locales: list[str],
     file), the English prompts that have a translation, and each locale's translations:
     ``{kind: {"en": [...], "fr": [...]}}``. Prompts whose English original is in
     ``exclude`` (a run's training prompts) are left out."""
+    import sys
+
     from ..redteam import resolve_prompts
 
     out: dict[str, dict[str, list[Prompt]]] = {}
     for kind, source in sources.items():
         if not source:
             continue
+        every = {p.id for p in resolve_prompts(f"{source}@en")}
         english = {p.id: p for p in resolve_prompts(f"{source}@en") if p.id not in exclude}
         sets: dict[str, list[Prompt]] = {}
         for loc in locales:
@@ -71,7 +74,15 @@ def translated_sets(sources: dict[str, str], locales: list[str],
             if unlinked:
                 raise CaiError(f"{unlinked[0].source}: a {loc} prompt has no 'original' (the "
                                "English prompt it translates), so it cannot be paired")
+            orphans = sum(p.original not in every for p in found)
+            if orphans:
+                print(f"warning: {source}@{loc}: {orphans} of {len(found)} prompts translate an "
+                      f"English prompt that is not in {source}; left out", file=sys.stderr)
             sets[loc] = [p for p in found if p.original in english]
+            if not sets[loc]:
+                raise CaiError(f"{source}@{loc}: no prompt left to pair with English "
+                               f"({len(found)} found, {orphans} without their original"
+                               + (", the rest trained on)" if exclude else ")"))
         linked = {p.original for ps in sets.values() for p in ps}
         out[kind] = {"en": [p for pid, p in english.items() if pid in linked], **sets}
     return out
