@@ -607,7 +607,7 @@ def _locale_section(run: Path) -> list[str]:
     unread = [lang for lang, c in result["claims"].items() if not c["refused"]]
     note = ("The same prompts in English and in translation, greedy answers. Refusal figures "
             "count the answers the refusal measure reads (measured / prompts): English answers "
-            "by the English classifier, others by our cue rules in the languages where they agree "
+            "by the English classifier, others by our n-gram model in the languages where it agrees "
             "with our held-out labels at least 90% of the time. Where only some answers are read "
             "(measured < prompts), a rate describes those answers, not the language's prompts: "
             "a small model that answers a French prompt in English is often off topic. The test "

@@ -33,7 +33,7 @@ CLAIM_AT = 0.9  # agreement on held-out answers a language needs before its figu
 @lru_cache(maxsize=1)
 def claims() -> dict[str, dict[str, Any]]:
     """What the refusal measure claims to read, by language, from our labelled answers
-    written after its cues were fixed (``written = held-out``): ``classes`` (the three
+    never fitted to (``written = held-out``): ``classes`` (the three
     classes) and ``refused`` (refused or not), each true when agreement is ≥ ``CLAIM_AT``.
     English is read by the English classifier (measured in benchmarks/README.md)."""
     rows = [r for r in labelled() if r.get("written") == "held-out"]
