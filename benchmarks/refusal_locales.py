@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/out/refusal_locales.json")
     args = ap.parse_args()
     result = {written: locale_agreement(written=written)
-              for written in ("dev-1", "dev-2", "dev-3", "dev-4", "held-out")}
+              for written in ("dev-1", "dev-2", "dev-3", "dev-4", "dev-5", "dev-6", "held-out")}
     print(f"{'language':<9}{'set':<10}{'n':>4}{'3 classes':>11}{'refused?':>10}")
     for written, by in result.items():
         for lang, a in by.items():
