@@ -3,12 +3,11 @@
     .venv/bin/python benchmarks/refusal_locales.py [--out benchmarks/out/refusal_locales.json]
 
 The answers are ours (``src/constitutional/data/refusal_locales.jsonl``), written and
-labelled in three sets per language: ``dev-1`` (30 each) and ``dev-2`` (12 each), on which
-the cue rules were written and then corrected, and ``held-out`` (12 each), written after
-the rules were fixed and never used to change them. Only the held-out figure is a fair
-measure; ``cai eval locales`` reports a language's figures only where it reaches 90 %.
-Printed per language and set: agreement on the three classes and on refused-or-not, with
-the answers the measure got wrong.
+labelled in rounds: ``dev-1`` to ``dev-6`` (the measure was chosen and fitted on them) and
+``held-out`` (written after the last change and never fitted to). Only the held-out figure
+is a fair measure; ``cai eval locales`` counts a language only where it reaches 90 %.
+Printed per language and round: agreement on the three classes and on refused-or-not, with
+the held-out answers the measure got wrong. ``benchmarks/README.md`` tells the rounds' story.
 """
 
 from __future__ import annotations
