@@ -117,3 +117,32 @@ def test_cli_checks_a_prompt_file(tmp_path, trained):
     assert [r["blocked"] for r in rows] == [True] * 3 + [False] * 3
     r = cai("guard", "check", prompts, "--guard", tmp_path / "nowhere")
     assert r.returncode == 2 and "no guard here" in r.stderr
+
+
+def test_requests_in_a_language_it_does_not_read_are_marked_and_may_be_blocked(tmp_path, trained):
+    """Trained on English prompts, the guard reads English only: our French translations of
+    red-team prompts score like harmless ones, so each decision says it was not read, and
+    ``--unread block`` refuses them with a reply that says why."""
+    out, data = trained
+    assert data["languages"] == ["en"]
+    french = [p.text for p in resolve_prompts("bundled:redteam@fr")]
+    passing = Guard.load(out).check(french + BENIGN)
+    assert all(not d["read"] and d["language"] == "fr" for d in passing[:len(french)])
+    assert all(d["read"] for d in passing[len(french):])  # short English requests included
+    assert sum(d["blocked"] for d in passing[:len(french)]) <= 2  # what the gate is for
+    blocking = Guard.load(out, unread="block").check(french + BENIGN)
+    assert all(d["blocked"] and d["reason"] in ("score", "unread language")
+               for d in blocking[:len(french)])
+    assert [d["blocked"] for d in blocking[len(french):]] == [d["blocked"] for d in passing[len(french):]]
+    with pytest.raises(CaiError, match="unread: 'drop'"):
+        Guard.load(out, unread="drop")
+    model = ScriptedBackend(reply=lambda req, k: "Scripted answer.")
+    log = tmp_path / "decisions.jsonl"
+    app = create_app(Guard.load(out, unread="block"), model, constitution.load(), DecisionLog(log))
+    with BackgroundServer(app, name="guard proxy") as server:
+        client = ModelConfig(spec=f"openai:{server.url}/v1#guarded").load()
+        [gen] = client.generate([GenerationRequest(messages=chat(french[0]), sampling=Sampling(
+            max_new_tokens=16, temperature=0))])
+    assert "reads only en" in gen.texts[0] and not model.calls
+    [row] = map(json.loads, log.read_text().splitlines())
+    assert row["blocked"] and row["read"] is False and row["language"] == "fr"

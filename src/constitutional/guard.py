@@ -127,6 +127,7 @@ def train_guard(harmful: list[Prompt], helpful: list[Prompt], borderline: list[P
         "weights": model.coef_[0].round(8).tolist(), "bias": float(model.intercept_[0]),
         "threshold": round(threshold, 6), "false_block_target": config.false_block,
         "out_of_fold": measured, "categories": centroids,
+        "languages": _languages([request_text(p.messages) for p in harmful + helpful + borderline]),
         "provenance": provenance(config=config.dump(), rows={k: v["n"] for k, v in measured.items()},
                                  harmful_ids=content_hash(sorted(p.id for p in harmful)),
                                  benign_ids=content_hash(sorted(p.id for p in helpful + borderline))),
@@ -137,10 +138,38 @@ def train_guard(harmful: list[Prompt], helpful: list[Prompt], borderline: list[P
     return guard
 
 
-class Guard:
-    """A trained guard: ``scores`` (p harmful) and ``check`` (decisions) for requests."""
+def _languages(texts: Sequence[str], share: float = 0.1) -> list[str]:
+    """The languages of the training requests, each at least ``share`` of them: the only
+    ones the guard has learned to tell harmful from benign in."""
+    from collections import Counter
 
-    def __init__(self, data: dict[str, Any], source: str = ""):
+    counts = Counter(_language(t, "en") or "en" for t in texts)
+    return sorted(lang for lang, n in counts.items() if n >= share * len(texts)) or ["en"]
+
+
+def _language(text: str, hint: str | None = None) -> str | None:
+    from .evaluation.multilingual import language
+
+    return language(text, hint)
+
+
+UNREAD = ("pass", "block")
+
+
+class Guard:
+    """A trained guard: ``scores`` (p harmful) and ``check`` (decisions) for requests.
+
+    It reads the languages it was trained in (``languages``; English for ours): a request in
+    another language is scored, but its score means little (a translated harmful request
+    scores like a harmless one), so each decision says whether the guard ``read`` it, and
+    ``unread`` decides what happens to the rest: ``pass`` (the default; the decision log
+    says so) or ``block``."""
+
+    def __init__(self, data: dict[str, Any], source: str = "", unread: str = "pass"):
+        if unread not in UNREAD:
+            raise CaiError(f"unread: {unread!r} is not one of {', '.join(UNREAD)}")
+        self.unread = unread
+        self.languages = tuple(data.get("languages") or ("en",))
         self.data, self.source = data, source
         self.weights = np.asarray(data["weights"])
         self.bias = float(data["bias"])
@@ -148,7 +177,7 @@ class Guard:
         self.categories = {k: np.asarray(v) for k, v in data.get("categories", {}).items()}
 
     @classmethod
-    def load(cls, path: str | Path) -> "Guard":
+    def load(cls, path: str | Path, unread: str = "pass") -> "Guard":
         path = Path(path)
         file = path / GUARD_FILE if path.is_dir() else path
         if not file.is_file():
@@ -157,7 +186,7 @@ class Guard:
         for field in ("weights", "bias", "threshold"):
             if field not in data:
                 raise CaiError(f"{file}: field {field!r} missing: not a guard file")
-        return cls(data, str(file))
+        return cls(data, str(file), unread)
 
     def _p(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(x @ self.weights + self.bias)))
@@ -166,16 +195,25 @@ class Guard:
         return self._p(_embed(texts)) if texts else np.zeros(0)
 
     def check(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        """One decision per request: ``blocked``, ``score`` and, when blocked, the nearest
-        harm ``category``."""
+        """One decision per request: ``blocked``, ``score``, the request's ``language``,
+        whether the guard ``read`` it, and, when blocked, why (``reason``: its score, or a
+        language it does not read) and the nearest harm ``category``."""
         if not texts:
             return []
         x = _embed(texts)
         p = self._p(x)
         out = []
-        for v, score in zip(x, p):
-            d: dict[str, Any] = {"blocked": bool(score >= self.threshold), "score": round(float(score), 4)}
-            if d["blocked"] and self.categories:
+        for text, v, score in zip(texts, x, p):
+            # an unsure guess (a short request) counts as the guard's own language
+            lang = _language(text, self.languages[0]) or self.languages[0]
+            read = lang in self.languages
+            d: dict[str, Any] = {"blocked": bool(score >= self.threshold), "score": round(float(score), 4),
+                                 "language": lang, "read": read}
+            if d["blocked"]:
+                d["reason"] = "score"
+            elif not read and self.unread == "block":
+                d.update(blocked=True, reason="unread language")
+            if d["blocked"] and self.categories and d["reason"] == "score":
                 d["category"] = max(self.categories, key=lambda c: float(v @ self.categories[c]))
             out.append(d)
         return out
@@ -191,6 +229,13 @@ def refusal_for(constitution: Constitution, category: str | None) -> tuple[str, 
             f"({p.id}) of the guidelines I follow, which rule out help that could cause that "
             "kind of harm. If there is a safe, lawful part of what you need, ask about that and "
             "I will gladly help."), p.id
+
+
+def refusal_unread(languages: Sequence[str]) -> str:
+    """The reply to a request in a language the guard does not read, when it blocks those."""
+    return ("I can't take this request: the safety check in front of this assistant reads "
+            f"only {', '.join(languages)}, so requests in other languages are not answered "
+            "here. Please ask again in one of those languages.")
 
 
 def check_prompts(guard: Guard, prompts: list[Prompt], out: str | Path | None = None
@@ -300,7 +345,13 @@ def create_app(guard: Guard, backend, constitution: Constitution, log: DecisionL
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         entry = {"id": rid, "blocked": decision["blocked"], "score": decision["score"],
                  "threshold": guard.threshold, "guard_ms": guard_ms, "request": text}
-        if decision["blocked"]:
+        entry.update(language=decision["language"], read=decision["read"])
+        if decision["blocked"] and decision["reason"] != "score":
+            reply = refusal_unread(guard.languages)
+            entry.update(reason=decision["reason"])
+            texts, reasons, tokens = [reply] * sampling.n, ["stop"] * sampling.n, [0] * sampling.n
+            prompt_tokens = 0
+        elif decision["blocked"]:
             reply, principle = refusal_for(constitution, decision.get("category"))
             entry.update(category=decision.get("category"), principle=principle)
             texts, reasons, tokens = [reply] * sampling.n, ["stop"] * sampling.n, [0] * sampling.n
@@ -324,6 +375,7 @@ def create_app(guard: Guard, backend, constitution: Constitution, log: DecisionL
                              "finish_reason": r} for k, (t, r) in enumerate(zip(texts, reasons))],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sum(tokens),
                           "total_tokens": prompt_tokens + sum(tokens)},
-                "guard": {"blocked": decision["blocked"], "score": decision["score"]}}
+                "guard": {"blocked": decision["blocked"], "score": decision["score"],
+                          "read": decision["read"]}}
 
     return app

@@ -712,16 +712,22 @@ def guard_train(out_dir: Path = Out("guard.json"),
     render.guard_trained(g, out_dir)
 
 
+UnreadOpt = typer.Option("pass", "--unread", help="A request in a language the guard was not "
+                         "trained in (it reads English only, if trained on our sets): pass it "
+                         "(logged as unread) or block it.")
+
+
 @guard_app.command("check")
 def guard_check(prompts: str = typer.Argument(..., help="Prompt file (JSONL or CSV) or bundled:NAME."),
                 guard: Path = GuardOpt, column: Optional[str] = typer.Option(
                     None, help="CSV/JSONL column holding the prompt (default: guessed)."),
+                unread: str = UnreadOpt,
                 out_dir: Optional[Path] = Out("guard_check.jsonl", required=False)) -> None:
     """Classify every prompt of a file: blocked or passed, with the guard's score."""
     from ..guard import Guard, check_prompts
     from ..redteam import resolve_prompts
 
-    rows = check_prompts(Guard.load(guard), resolve_prompts(prompts, column=column), out_dir)
+    rows = check_prompts(Guard.load(guard, unread), resolve_prompts(prompts, column=column), out_dir)
     render.guard_checked(rows, out_dir)
 
 
@@ -731,14 +737,15 @@ def guard_serve(guard: Path = GuardOpt, constitution_file: str = ConstitutionOpt
                 log: Path = typer.Option(Path("guard-log.jsonl"), help="Every decision, one "
                                          "JSON line (appended)."),
                 host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
-                port: int = typer.Option(8000), model: ModelConfig = None) -> None:
+                port: int = typer.Option(8000), unread: str = UnreadOpt,
+                model: ModelConfig = None) -> None:
     """An OpenAI-compatible proxy (/v1/chat/completions) in front of --model: a blocked
     request gets an explained refusal from the constitution and never reaches the model."""
     import uvicorn
 
     from ..guard import DecisionLog, Guard, create_app
 
-    g = Guard.load(guard)
+    g = Guard.load(guard, unread)
     render.line(f"guard {g.source} (threshold {g.threshold:.3f}) in front of {model.spec}: "
                 f"http://{host}:{port}/v1, decisions in {log}")
     uvicorn.run(create_app(g, model.backend(), _load(constitution_file), DecisionLog(log)),

@@ -225,7 +225,12 @@ def guard_trained(g: dict[str, Any], where: Any) -> None:
 
 def guard_checked(rows: list[dict[str, Any]], where: Any) -> None:
     blocked = sum(r["blocked"] for r in rows)
+    unread = [r for r in rows if not r.get("read", True)]
     line(f"{blocked} of {len(rows)} prompts blocked"
+         + (f"; {len(unread)} in a language the guard does not read "
+            f"({', '.join(sorted({r['language'] for r in unread}))}), "
+            + ("blocked" if any(r.get("reason") == "unread language" for r in unread) else "passed")
+            if unread else "")
          + (f"; decisions in {where}/guard_check.jsonl" if where else ""))
 
 
