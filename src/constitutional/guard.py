@@ -81,9 +81,11 @@ def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float):
 
 def train_guard(harmful: list[Prompt], helpful: list[Prompt], borderline: list[Prompt],
                 out: str | Path, config: GuardConfig = GuardConfig()) -> dict[str, Any]:
-    """Fit the guard, choose its threshold out of fold, write ``guard.json``; returns it."""
+    """Fit the guard, choose its threshold out of fold, write ``guard.json``; returns it.
+    A request given twice (a run's red-team set holds bundled prompts) counts once."""
     from .redteam import mutate
 
+    harmful = list({p.id: p for p in harmful}.values())
     if not harmful or not (helpful or borderline):
         raise CaiError("the guard needs harmful prompts and benign ones (helpful or borderline)")
     if not borderline:

@@ -701,12 +701,22 @@ def guard_train(out_dir: Path = Out("guard.json"),
                 helpful: str = typer.Option("bundled:helpful", help="Benign requests."),
                 borderline: str = typer.Option("bundled:borderline", help="Benign look-alikes; "
                                                "the threshold is chosen on them."),
+                run: Optional[Path] = typer.Option(None, "--run", help="Also a cai run folder's "
+                                                   "red-team prompts (its training set, with "
+                                                   "the prompts its redteam stage grew)."),
                 config: GuardConfig = None) -> None:
     """Fit the guard on harmful requests (and their mutations) against benign ones; the
     threshold blocks at most --false-block of the borderline set, measured out of fold."""
     from ..guard import train_guard
+    from ..layout import RunLayout
     from ..redteam import resolve_prompts
 
+    if run is not None:
+        found = RunLayout(run).prompt_set("train_redteam")
+        if not found.is_file():
+            raise CaiError(f"{run}: no red-team prompts ({found} is missing: run its prompts "
+                           "stage first, e.g. cai run CONFIG --out RUN --only prompts)")
+        harmful = [*harmful, str(found)]
     g = train_guard([p for h in harmful for p in resolve_prompts(h)], resolve_prompts(helpful),
                     resolve_prompts(borderline), out_dir, config)
     render.guard_trained(g, out_dir)
