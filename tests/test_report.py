@@ -165,3 +165,26 @@ def test_the_judge_section_says_whether_self_preference_was_measured(tmp_path):
     section = "".join(_judge_section(tmp_path))
     assert "32 of 57 pairs (56%, 95% 43%–68%)" in section and "confounded" in section
     assert "<b>x</b>" not in section
+
+
+def test_the_locale_section_gives_rates_only_for_what_was_read(tmp_path):
+    from constitutional.layout import RunLayout
+    from constitutional.report import _locale_section
+
+    read = {"rate": 0.5, "ci95": [0.3, 0.7], "n": 20, "measured": 20, "of": 24,
+            "vs_english": {"difference": 0.25, "p_value": 0.012, "a_only": 1, "b_only": 7, "n": 20}}
+    unread = {"measured": 0, "of": 24, "not_measured": "the refusal measure does not read: it"}
+    share = {"rate": 1.0, "ci95": [0.86, 1.0], "n": 24}
+    row = lambda refused: {"prompts": 24, "answered_in_locale": share,  # noqa: E731
+                           "answered_in_english": share, "refused": refused,
+                           "refused_explained": refused, "refused_evasive": refused}
+    layout = RunLayout(tmp_path)
+    layout.locales.parent.mkdir(parents=True)
+    layout.locales.write_text(json.dumps({
+        "locales": ["fr", "it"], "claims": {"en": {"refused": True}, "fr": {"refused": True},
+                                            "it": {"refused": False}},
+        "models": {"base": {"model": "m", "by_locale": {"fr": {"harmful": row(read)},
+                                                         "it": {"harmful": row(unread)}}}}}))
+    section = "".join(_locale_section(tmp_path))
+    assert "50% (30%–70%; 20/24)" in section and "+25% (p = 0.012)" in section
+    assert section.count("not measured") >= 3 and "Not measured in it" in section
