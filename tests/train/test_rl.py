@@ -81,6 +81,12 @@ def test_rl_and_dpo_on_the_real_model(tmp_path):
     assert {"boilerplate_rate", "distinct_2", "mean_words", "refusal_rate",
             "nll_ref"} <= set(m["monitor"][0])
     assert 0 < m["monitor"][0]["nll_ref"] < 20  # nats per token under the starting model
+    # what watching cost: timed per batch, summed against the whole training
+    cost = m["monitor_cost"]
+    assert all(h["monitor_s"] > 0 for h in m["monitor"])
+    assert abs(cost["monitor_s"] - sum(h["monitor_s"] for h in m["monitor"])) < 0.05
+    assert 0 < cost["monitor_s"] < cost["train_s"]
+    assert abs(cost["share"] - cost["monitor_s"] / cost["train_s"]) < 1e-3
     assert any("kl" in h for h in m["log_history"])
     assert (tmp_path / "rl" / "checkpoints" / "checkpoint-1").is_dir()
 

@@ -28,6 +28,7 @@ every batch of completions and is logged next to reward and KL; checkpoints are 
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -73,6 +74,7 @@ class Rewards:
         self.fluency, self.fluency_rise = fluency, fluency_rise
         self.history: list[dict[str, float]] = []
         self.warnings: list[list[str]] = []  # per batch
+        self.monitor_seconds = 0.0  # what watching costs: the monitor's figures and fluency
         self._warned: set[str] = set()
 
     @property
@@ -107,7 +109,9 @@ class Rewards:
     def __call__(self, prompts, completions, log_metric=None, **_: Any) -> list[float]:
         texts = _texts(completions)
         rewards = self.score(prompts, texts)
+        started = time.perf_counter()
         stats = monitor(texts)
+        watched = time.perf_counter() - started
         logged: dict[str, float] = {k: v for k, v in stats.items()
                                     if k != "n" and v is not None}
         logged["reward_raw"] = sum(rewards) / len(rewards)
@@ -119,9 +123,13 @@ class Rewards:
             logged["lambda"] = self.dual.update(logged["harm_cost"])
         found = warnings_for(stats)
         if self.fluency is not None:
+            started = time.perf_counter()
             nll = self.fluency(prompts, texts)
+            watched += time.perf_counter() - started
             logged["nll_ref"] = sum(nll) / len(nll)
             found += self._fluency_warning(logged["nll_ref"])
+        logged["monitor_s"] = watched
+        self.monitor_seconds += watched
         self.warnings.append(found)
         for w in found:
             key = w.split(" ")[0]
@@ -264,9 +272,14 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
                           processing_class=tokenizer,
                           peft_config=lora_config() if c.lora else None,
                           callbacks=[RLPrinter(), stop])
+    started = time.perf_counter()
     train(trainer)
+    seconds = time.perf_counter() - started
     manifest = save_trained(trainer, tokenizer, out, model, "rl", settings)
     manifest["monitor"] = rewards.history
+    manifest["monitor_cost"] = {"monitor_s": round(rewards.monitor_seconds, 2),
+                                "train_s": round(seconds, 2),
+                                "share": round(rewards.monitor_seconds / seconds, 4) if seconds else None}
     manifest["warnings"] = rewards.warnings
     manifest["first_warning_batch"] = rewards.first_warning
     manifest["stopped_at_step"] = stop.stopped_at
