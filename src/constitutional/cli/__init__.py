@@ -47,7 +47,8 @@ constitution_app = _typer("Validate, show, hash and diff constitution files.")
 train_app = _typer("Train with TRL: sft, pm (preference model), dpo, rloo (RL against the "
                    "preference model).")
 eval_app = _typer("Evaluate: harm, refusals, compare (Elo), pm (preference model), labeler (AI "
-                  "labels vs humans), robustness, regress, overtraining, refusal-classifier.")
+                  "labels vs humans), robustness, regress, overtraining, refusal-classifier, "
+                  "capability, self-preference, locales (refusals across languages).")
 guard_app = _typer("A prompt guard learned from red-team findings: train it, check prompt "
                    "files with it, serve it as an OpenAI-compatible proxy in front of a model.")
 audit_app = _typer("Human audit of AI judgments: sample a run, review in a browser (serve), "
