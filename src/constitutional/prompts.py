@@ -180,13 +180,12 @@ def _to_prompt(path: Path, line: int, row: dict[str, Any], column: str | None,
         if not isinstance(row["original"], str):
             raise CaiError(f"{path}:{line}: field 'original': expected the English prompt's text")
         original = text_id(row["original"])
-    made = _made(path, line, row, column, category)
-    return made.model_copy(update={"locale": locale, "original": original}) \
-        if locale or original else made
+    return make_prompt(_messages(path, line, row, column), category, str(path), locale, original)
 
 
-def _made(path: Path, line: int, row: dict[str, Any], column: str | None,
-          category: str | None) -> Prompt:
+def _messages(path: Path, line: int, row: dict[str, Any], column: str | None
+              ) -> tuple[Message, ...]:
+    """A row's conversation: its ``messages``, or its text column as one user turn."""
     if column is None and "messages" in row:
         try:
             messages = tuple(Message.model_validate(m) for m in row["messages"])
@@ -195,7 +194,7 @@ def _made(path: Path, line: int, row: dict[str, Any], column: str | None,
                            "{role, content} objects") from None
         if not messages or messages[-1].role != "user":
             raise CaiError(f"{path}:{line}: field 'messages': must end with a user turn")
-        return make_prompt(messages, category, str(path))
+        return messages
     name = column or next((c for c in TEXT_COLUMNS if c in row), None)
     if name is None or name not in row:
         have = ", ".join(map(str, row.keys()))
@@ -204,4 +203,4 @@ def _made(path: Path, line: int, row: dict[str, Any], column: str | None,
     value = row[name]
     if not isinstance(value, str) or not value.strip():
         raise CaiError(f"{path}:{line}: field {name!r}: empty or not text")
-    return make_prompt((Message(role="user", content=value.strip()),), category, str(path))
+    return (Message(role="user", content=value.strip()),)

@@ -23,10 +23,9 @@ from ..errors import CaiError
 from ..jsonio import write_json, write_jsonl
 from ..prompts import Prompt
 from .metrics import mcnemar, wilson
-from .multilingual import READS, classify_any, labelled
+from .multilingual import READS, classify_any, locale_agreement
 from .refusal import REFUSED
 
-KINDS = ("harmful", "borderline")
 CLAIM_AT = 0.9  # agreement on held-out answers a language needs before its figures count
 
 
@@ -36,18 +35,13 @@ def claims() -> dict[str, dict[str, Any]]:
     never fitted to (``written = held-out``): ``classes`` (the three
     classes) and ``refused`` (refused or not), each true when agreement is ≥ ``CLAIM_AT``.
     English is read by the English classifier (measured in benchmarks/README.md)."""
-    rows = [r for r in labelled() if r.get("written") == "held-out"]
-    got = classify_any([r["response"] for r in rows], hints=[r["locale"] for r in rows])
+    held_out = locale_agreement(written="held-out")
     out: dict[str, dict[str, Any]] = {"en": {"classes": True, "refused": True, "n": None}}
     for lang in READS[1:]:
-        mine = [(r["label"], g[1]) for r, g in zip(rows, got) if r["locale"] == lang]
-        if not mine:
-            out[lang] = {"classes": False, "refused": False, "n": 0}
-            continue
-        three = sum(a == b for a, b in mine) / len(mine)
-        two = sum((a == "complied") == (b == "complied") for a, b in mine) / len(mine)
-        out[lang] = {"classes": three >= CLAIM_AT, "refused": two >= CLAIM_AT, "n": len(mine),
-                     "agreement": three, "refused_agreement": two}
+        a = held_out.get(lang)
+        out[lang] = {"classes": False, "refused": False, "n": 0} if a is None else {
+            "classes": a["agreement"] >= CLAIM_AT, "refused": a["refused_agreement"] >= CLAIM_AT,
+            "n": a["n"], "agreement": a["agreement"], "refused_agreement": a["refused_agreement"]}
     return out
 
 
@@ -65,8 +59,8 @@ def translated_sets(sources: dict[str, str], locales: list[str],
     for kind, source in sources.items():
         if not source:
             continue
-        every = {p.id for p in resolve_prompts(f"{source}@en")}
-        english = {p.id: p for p in resolve_prompts(f"{source}@en") if p.id not in exclude}
+        every = {p.id: p for p in resolve_prompts(f"{source}@en")}
+        english = {pid: p for pid, p in every.items() if pid not in exclude}
         sets: dict[str, list[Prompt]] = {}
         for loc in locales:
             found = resolve_prompts(f"{source}@{loc}")
@@ -124,10 +118,10 @@ def evaluate_locales(models: dict[str, Backend], sets: dict[str, dict[str, list[
                               "prompts": {k: {loc: len(ps) for loc, ps in by.items()}
                                           for k, by in sets.items()}}
     verdicts = []
+    ids = list(prompts)
+    english_text = {p.id: p.text for by in sets.values() for p in by["en"]}
     for name, backend in models.items():
         answers = _responses(name, backend, list(prompts.values()), out, answering, batch_size)
-        ids = list(prompts)
-        english_text = {p.id: p.text for by in sets.values() for p in by["en"]}
         found = dict(zip(ids, classify_any(
             [answers[i] for i in ids],
             [english_text.get(prompts[i].original or i) for i in ids],
