@@ -256,6 +256,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
                     "CAI_REQUIRE_CHROMIUM=1, so CI fails rather than skips without it)")
 def test_reviewer_goes_through_five_items_with_the_keyboard_in_chromium(tmp_path):
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -280,8 +281,13 @@ def test_reviewer_goes_through_five_items_with_the_keyboard_in_chromium(tmp_path
             def press(*keys, submits=True, then=lambda chain: chain):
                 page = driver.find_element(By.TAG_NAME, "html")
                 then(ActionChains(driver).send_keys(*keys)).perform()
-                if submits:  # wait for the next page
-                    WebDriverWait(driver, 15).until(EC.staleness_of(page))
+                if submits:  # wait for the next page, loaded
+                    # Mid-navigation Chromium may answer a query on the old page with a generic
+                    # "node does not belong to the document" error rather than a stale-element
+                    # one: poll through both until the old page is gone and the new one loaded.
+                    wait = WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,))
+                    wait.until(EC.staleness_of(page))
+                    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
             def on(item):
                 assert driver.find_element(By.NAME, "item_id").get_attribute("value") == item["id"]
