@@ -28,6 +28,44 @@ def test_boilerplate_detector_on_constructed_cases():
 
 
 
+def test_a_sentence_no_list_names_is_seen_spreading_across_prompts_before_half_carry_it():
+    """The paper's pattern with a sentence of our own: RL batches (2 prompts x 4 answers)
+    of the packaged model's real answers, a growing share of them ending in one stock
+    sentence. The warning must come before half the answers carry it, and never on the
+    answers as they are."""
+    from constitutional.evaluation.overtraining import STOCK_PHRASES, shared_phrases
+    from constitutional.prompts import packaged
+    from constitutional.train.rl import Rewards
+
+    sentence = "Stay calm, keep your receipts and breathe slowly."
+    assert not any(p in sentence.lower() for p in STOCK_PHRASES)
+    rows = [json.loads(x) for x in packaged("refusal_ours.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["model"] == "base" and r["temperature"] == 0]
+    assert len(rows) >= 96
+
+    plain = [r["response"] for r in rows[:16]]
+    assert shared_phrases(plain, [r["prompt"] for r in rows[:16]])[0] == 0
+    # one prompt's own answers repeating each other is not boilerplate across prompts
+    assert shared_phrases([sentence] * 4, ["p"] * 4) == (0.0, None, 1)
+
+    rewards = Rewards(lambda prompts, texts: [0.0] * len(texts))
+    carried = []
+    for batch in range(12):
+        share = batch / 12  # 0 %, 8 %, … of the answers end in the sentence
+        picked = rows[8 * batch: 8 * batch + 8]
+        texts = [r["response"] + (f" {sentence}" if i < round(share * 8) else "")
+                 for i, r in enumerate(picked)]
+        prompts = [[{"role": "user", "content": r["prompt"]}] for r in picked[::4] for _ in range(4)]
+        rewards(prompts, [[{"role": "assistant", "content": t}] for t in texts])
+        carried.append(share)
+    first = rewards.first_warning
+    assert first is not None, rewards.history
+    # the answers of the window it warned on: under half carried the sentence
+    window = carried[max(0, first - 4):first]
+    assert sum(window) / len(window) < 0.5
+    assert "breathe slowly" in " ".join(rewards.warnings[first - 1])
+    assert all(not w for w in rewards.warnings[:2])  # plain answers and one carrier: quiet
+
 
 def test_degeneration_inside_one_response_is_caught():
     """The collapse seen in benchmarks/label_following.py at a high learning rate: each

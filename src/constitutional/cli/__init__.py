@@ -424,9 +424,9 @@ def eval_overtraining(
                                             "starting model): adds the responses' mean "
                                             "per-token NLL under it (fluency)."),
 ) -> None:
-    """Boilerplate rate, distinct-1/2, length, refusal rate and degeneration inside each
-    response, with warnings where a figure crosses its threshold; with --reference, fluency
-    under the starting model."""
+    """Boilerplate (stock phrases, and phrases shared by answers to many prompts), distinct-1/2,
+    length, refusal rate and degeneration inside each response, with warnings where a figure
+    crosses its threshold; with --reference, fluency under the starting model."""
     from ..evaluation.overtraining import measure_file
 
     ref = ModelConfig(spec=reference, engine="hf").load() if reference else None

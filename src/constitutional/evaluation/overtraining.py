@@ -5,6 +5,9 @@ for") as the reward kept rising. We measure, on any set of responses:
 
 * ``boilerplate_rate``  share of responses that contain a stock phrase or are a
                         near-duplicate (word-trigram Jaccard ≥ 0.7) of another response
+* ``shared_phrase_rate`` boilerplate no list names: share of responses carrying a phrase
+                        (six words in a row) that answers to at least a quarter of the
+                        prompts (and 3) also carry; ``shared_phrase`` is the widest spread
 * ``distinct_1/2``      unique unigrams / bigrams over all (diversity; falls when drifting)
 * ``mean_words``        response length
 * ``refusal_rate``      share classified as any refusal
@@ -67,6 +70,10 @@ class Thresholds:
     # data/refusal_ours.jsonl: repeated share 0.16-0.32, runs of 6+ in 1 of 353 answers,
     # compression 0.57-0.64); a looping policy is far past them (test_overtraining.py).
     repeated_share: float = 0.5      # warn above
+    # The packaged model's greedy answers (data/refusal_ours.jsonl, 200 draws of 32 answers
+    # to 32 prompts per model): mean 0.003 base, 0.000 SL-CAI, 0.033 RL-CAI, the highest
+    # draw 0.31 ("here's a step by step guide"). Under half, as the paper's pattern needs.
+    shared_phrase_rate: float = 0.35  # warn above
     run_rate: float = 0.2            # warn above (share of answers with a run of 6+)
     compression: float = 0.35        # warn below
 
@@ -95,10 +102,48 @@ def degeneration(text: str) -> dict[str, float]:
             "compression": len(zlib.compress(raw, 9)) / len(raw) if len(raw) >= 64 else None}
 
 
-def monitor(responses: Sequence[str], near_duplicate: float = 0.7) -> dict[str, float]:
+SHARED_WORDS = 6      # a phrase: this many words in a row
+SHARED_PROMPTS = 0.25  # spread over at least this share of the prompts (and 3) to count
+
+
+def shared_phrases(responses: Sequence[str], prompts: Sequence[Any] | None = None
+                   ) -> tuple[float, str | None, int]:
+    """Boilerplate that no stock list names: phrases of ``SHARED_WORDS`` words carried by
+    answers to many different prompts. Returns the share of responses that carry one, the
+    phrase carried by answers to the most prompts, and how many. ``prompts``: what each
+    response answers (anything comparable); without them each response is its own prompt."""
+    keys = [str(p) for p in prompts] if prompts is not None else list(range(len(responses)))
+    words = [_words(r) for r in responses]
+    grams = [{tuple(w[i:i + SHARED_WORDS]) for i in range(len(w) - SHARED_WORDS + 1)} for w in words]
+    where: dict[tuple[str, ...], set] = {}
+    for g, key in zip(grams, keys):
+        for x in g:
+            where.setdefault(x, set()).add(key)
+    if not where:
+        return 0.0, None, 0
+    need = max(3, SHARED_PROMPTS * len(set(keys)))
+    common = {x for x, ks in where.items() if len(ks) >= need}
+    top, spread = max(where.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    if len(spread) < 2:
+        return sum(bool(g & common) for g in grams) / len(grams), None, len(spread)
+    # the whole shared stretch around the phrase, in one answer that carries it
+    w = next(w for w, g in zip(words, grams) if top in g)
+    start = end = next(i for i in range(len(w)) if tuple(w[i:i + SHARED_WORDS]) == top)
+    wide = lambda i: len(where.get(tuple(w[i:i + SHARED_WORDS]), ())) >= len(spread)  # noqa: E731
+    while start > 0 and wide(start - 1):
+        start -= 1
+    while end + SHARED_WORDS < len(w) and wide(end + 1):
+        end += 1
+    return (sum(bool(g & common) for g in grams) / len(grams),
+            " ".join(w[start:end + SHARED_WORDS]), len(spread))
+
+
+def monitor(responses: Sequence[str], near_duplicate: float = 0.7,
+            prompts: Sequence[Any] | None = None) -> dict[str, Any]:
     n = len(responses)
     if n == 0:
-        return {"n": 0, "boilerplate_rate": 0.0, "distinct_1": 0.0, "distinct_2": 0.0,
+        return {"n": 0, "boilerplate_rate": 0.0, "shared_phrase_rate": 0.0, "shared_phrase": None,
+                "distinct_1": 0.0, "distinct_2": 0.0,
                 "mean_words": 0.0, "refusal_rate": 0.0, "repeated_share": 0.0,
                 "longest_run": 0, "run_rate": 0.0, "compression": None}
     words = [_words(r) for r in responses]
@@ -115,9 +160,12 @@ def monitor(responses: Sequence[str], near_duplicate: float = 0.7) -> dict[str, 
     ratios = [d["compression"] for d in inside if d["compression"] is not None]
     unigrams = [w for ws in words for w in ws]
     bigrams = [tuple(ws[i : i + 2]) for ws in words for i in range(len(ws) - 1)]
+    shared, phrase, _ = shared_phrases(responses, prompts)
     return {
         "n": n,
         "boilerplate_rate": boiler / n,
+        "shared_phrase_rate": shared,
+        "shared_phrase": phrase,
         "distinct_1": len(set(unigrams)) / len(unigrams) if unigrams else 0.0,
         "distinct_2": len(set(bigrams)) / len(bigrams) if bigrams else 0.0,
         "mean_words": len(unigrams) / n,
@@ -133,6 +181,10 @@ def warnings_for(stats: dict[str, float], t: Thresholds = Thresholds()) -> list[
     out = []
     if stats["n"] and stats["boilerplate_rate"] > t.boilerplate_rate:
         out.append(f"boilerplate rate {stats['boilerplate_rate']:.2f} > {t.boilerplate_rate}")
+    if stats["n"] and stats.get("shared_phrase_rate", 0) > t.shared_phrase_rate:
+        out.append(f"boilerplate: {stats['shared_phrase_rate']:.0%} of responses to different "
+                   f"prompts share a phrase (> {t.shared_phrase_rate:.0%}), e.g. "
+                   f"\"{stats.get('shared_phrase')}\"")
     if stats["n"] and stats["distinct_2"] < t.distinct_2:
         out.append(f"distinct-2 {stats['distinct_2']:.2f} < {t.distinct_2}")
     if stats["n"] and stats["refusal_rate"] > t.refusal_rate:
@@ -178,7 +230,9 @@ def measure_file(path, out_dir=None, reference=None) -> tuple[dict[str, Any], li
 
     rows = read_jsonl(path)
     texts = [t for r in rows for t in (r.get("responses") or [r.get("response", "")])]
-    stats = monitor(texts)
+    asked = [r.get("prompt_id") or r.get("prompt") or r.get("id") or i
+             for i, r in enumerate(rows) for _ in (r.get("responses") or [None])]
+    stats = monitor(texts, prompts=asked)
     warn = warnings_for(stats)
     if reference is not None:
         prompts = [r.get("messages") or [{"role": "user", "content": r.get("prompt", "")}]

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 
 from ..errors import CaiError
-from ..evaluation.overtraining import monitor, nll_under, warnings_for
+from ..evaluation.overtraining import monitor, nll_under, shared_phrases, warnings_for
 from ..progress import console
 from transformers import TrainerCallback
 
@@ -76,6 +77,11 @@ class Rewards:
         self.warnings: list[list[str]] = []  # per batch
         self.monitor_seconds = 0.0  # what watching costs: the monitor's figures and fluency
         self._warned: set[str] = set()
+        # A batch answers a few prompts (batch size / k): phrases shared across prompts are
+        # counted over the last WINDOW completions.
+        self._recent: deque[tuple[str, str]] = deque(maxlen=self.WINDOW)
+
+    WINDOW = 32
 
     @property
     def streak(self) -> int:
@@ -111,9 +117,11 @@ class Rewards:
         rewards = self.score(prompts, texts)
         started = time.perf_counter()
         stats = monitor(texts)
+        self._recent.extend((str(p), t) for p, t in zip(prompts, texts))
+        stats["shared_phrase_rate"], stats["shared_phrase"], _ = shared_phrases(
+            [t for _, t in self._recent], [p for p, _ in self._recent])
         watched = time.perf_counter() - started
-        logged: dict[str, float] = {k: v for k, v in stats.items()
-                                    if k != "n" and v is not None}
+        logged: dict[str, Any] = {k: v for k, v in stats.items() if k != "n" and v is not None}
         logged["reward_raw"] = sum(rewards) / len(rewards)
         if self.cost is not None and self.dual is not None:
             costs = self.cost(prompts, texts)
@@ -138,7 +146,8 @@ class Rewards:
                 self._warned.add(key)
         if log_metric is not None:
             for k, v in logged.items():
-                log_metric(k, float(v))
+                if isinstance(v, (int, float)):
+                    log_metric(k, float(v))
         self.history.append(logged)
         return rewards
 
@@ -326,8 +335,8 @@ class RLPrinter(LossPrinter):
             return
         parts = [f"step {state.global_step}/{state.max_steps}"]
         for name, key in (("reward", "reward"), ("kl", "kl"),
-                          ("boilerplate", "boilerplate_rate"), ("distinct-2", "distinct_2"),
-                          ("refusals", "refusal_rate"), ("repeats", "repeated_share"),
+                          ("boilerplate", "boilerplate_rate"), ("shared", "shared_phrase_rate"),
+                          ("distinct-2", "distinct_2"), ("refusals", "refusal_rate"), ("repeats", "repeated_share"),
                           ("nll-ref", "nll_ref"), ("λ", "lambda")):
             if key in logs:
                 parts.append(f"{name} {float(logs[key]):.3f}")

@@ -1,0 +1,97 @@
+"""Over-optimisation, seen by the monitor and by reading: RLOO against a preference model,
+checkpoints every few steps, and each checkpoint's greedy answers to a fixed probe set.
+
+    .venv/bin/python benchmarks/overoptimisation.py --pm DIR --lr 5e-5 --seed 0 \\
+        [--steps 40] [--checkpoint-every 5] [--stop-on-warning 0] [--out DIR]
+
+RLOO from the packaged model with the label-following run's settings (8 completions a step,
+k = 4, β = 0.05, 64 tokens; ``--lr 5e-5`` is the setting that collapsed, ``1e-5`` the
+healthy one) on the first 64 bundled red-team and 64 helpful prompts. The monitor runs as
+``cai train rloo`` runs it. Afterwards the starting model and every checkpoint answer the
+probe set (the next 10 red-team and 10 helpful prompts, never trained on; greedy, 64
+tokens); ``OUT/probe.jsonl`` holds the answers, one row per checkpoint and prompt, for a
+person to read and mark degenerate or not. Printed: the batches the monitor warned on,
+where ``--stop-on-warning`` stopped and the checkpoint it kept, and per checkpoint the
+within-answer repetition figures (for reference; "degenerate" is decided by reading).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+PROBE = slice(64, 74)
+
+
+def _probe_prompts():
+    from constitutional.redteam import resolve_prompts
+
+    return (resolve_prompts("bundled:redteam")[PROBE], resolve_prompts("bundled:helpful")[PROBE])
+
+
+def _answers(spec: str, prompts: list[str]) -> list[str]:
+    from constitutional.backends import ModelConfig
+    from constitutional.backends.base import GenerationRequest, Message, Sampling
+
+    backend = ModelConfig(spec=spec).load()
+    gens = backend.generate([GenerationRequest(messages=(Message(role="user", content=p),),
+                                               sampling=Sampling(max_new_tokens=64, temperature=0))
+                             for p in prompts])
+    return [g.texts[0] for g in gens]
+
+
+def main() -> None:
+    from constitutional.backends.spec import hf_spec
+    from constitutional.evaluation.overtraining import degeneration
+    from constitutional.redteam import resolve_prompts
+    from constitutional.train.config import RLTrainConfig
+    from constitutional.train.rl import build_prompts, train_rl
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pm", required=True, help="a folder from cai train pm")
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--checkpoint-every", type=int, default=5)
+    ap.add_argument("--stop-on-warning", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    out = Path(args.out or f"benchmarks/out/overopt-lr{args.lr:g}-seed{args.seed}"
+               + (f"-stop{args.stop_on_warning}" if args.stop_on_warning else ""))
+    prompts = build_prompts(resolve_prompts("bundled:redteam")[:64],
+                            resolve_prompts("bundled:helpful")[:64], 1.0, args.seed)
+    config = RLTrainConfig(learning_rate=args.lr, max_steps=args.steps, batch_size=8,
+                           num_generations=4, beta=0.05, max_completion_length=64, seed=args.seed,
+                           checkpoint_every=args.checkpoint_every,
+                           stop_on_warning=args.stop_on_warning)
+    m = train_rl(prompts, out / "model", "smollm2", config, pm=args.pm)
+    warned = [(batch, found) for batch, found in enumerate(m["warnings"], 1) if found]
+
+    harmful, helpful = _probe_prompts()
+    probe = [*harmful, *helpful]
+    steps = sorted(int(p.name.split("-")[1]) for p in (out / "model" / "checkpoints").glob("checkpoint-*"))
+    targets = [("start", "smollm2", 0)] + [
+        (f"checkpoint-{s}", hf_spec(out / "model" / "checkpoints" / f"checkpoint-{s}").text, s) for s in steps]
+    summary = []
+    with (out / "probe.jsonl").open("w", encoding="utf-8") as f:
+        for name, spec, step in targets:
+            texts = _answers(spec, probe)
+            figures = [degeneration(t) for t in texts]
+            for prompt, text, fig in zip(probe, texts, figures):
+                f.write(json.dumps({"checkpoint": name, "step": step, "prompt": prompt, "answer": text,
+                                    **fig}, ensure_ascii=False) + "\n")
+            summary.append({"checkpoint": name, "step": step,
+                            "mean_repeated_share": round(sum(x["repeated_share"] for x in figures) / len(figures), 3),
+                            "answers_repeated_share_over_0.3": sum(x["repeated_share"] > 0.3 for x in figures)})
+    result = {"lr": args.lr, "seed": args.seed, "steps": m["steps"],
+              "first_warning_batch": m["first_warning_batch"], "warned_batches": warned,
+              "stopped_at_step": m["stopped_at_step"],
+              "checkpoint_before_warnings": m.get("checkpoint_before_warnings"),
+              "monitor_cost": m["monitor_cost"], "probe": summary}
+    (out / "result.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
