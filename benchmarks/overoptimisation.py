@@ -3,6 +3,13 @@ checkpoints every few steps, and each checkpoint's greedy answers to a fixed pro
 
     .venv/bin/python benchmarks/overoptimisation.py --pm DIR --lr 5e-5 --seed 0 \\
         [--steps 40] [--checkpoint-every 5] [--stop-on-warning 0] [--out DIR]
+    .venv/bin/python benchmarks/overoptimisation.py --sentence "Stay calm, …" --lr 5e-5 …
+
+``--sentence`` replaces the preference model with a scripted judge that rewards one stock
+sentence, the paper's boilerplate pattern: the reward is the longest opening of the
+sentence found word for word in the completion, as a share of its words (1 when it is all
+there). The share of each batch's completions that carry the whole sentence is recorded
+beside the monitor's warnings (``carried``).
 
 RLOO from the packaged model with the label-following run's settings (8 completions a step,
 k = 4, β = 0.05, 64 tokens; ``--lr 5e-5`` is the setting that collapsed, ``1e-5`` the
@@ -22,6 +29,33 @@ import json
 from pathlib import Path
 
 PROBE = slice(64, 74)
+
+
+class SentenceJudge:
+    """A scripted judge that likes one sentence: reward = the longest opening of it that the
+    completion contains word for word, over its length."""
+
+    __name__ = "sentence_judge"
+
+    def __init__(self, sentence: str):
+        from constitutional.evaluation.overtraining import _words
+
+        self.words, self._split = _words(sentence), _words
+        self.carried: list[float] = []  # per batch: the share carrying the whole sentence
+
+    def reach(self, text: str) -> int:
+        w, best = self._split(text), 0
+        for i in range(len(w)):
+            k = 0
+            while k < len(self.words) and i + k < len(w) and w[i + k] == self.words[k]:
+                k += 1
+            best = max(best, k)
+        return best
+
+    def __call__(self, prompts, texts: list[str]) -> list[float]:
+        got = [self.reach(t) for t in texts]
+        self.carried.append(sum(k == len(self.words) for k in got) / len(got))
+        return [k / len(self.words) for k in got]
 
 
 def _probe_prompts():
@@ -49,7 +83,8 @@ def main() -> None:
     from constitutional.train.rl import build_prompts, train_rl
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pm", required=True, help="a folder from cai train pm")
+    ap.add_argument("--pm", help="a folder from cai train pm")
+    ap.add_argument("--sentence", help="reward this sentence (a scripted judge) instead of a PM")
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=40)
@@ -57,7 +92,10 @@ def main() -> None:
     ap.add_argument("--stop-on-warning", type=int, default=0)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    out = Path(args.out or f"benchmarks/out/overopt-lr{args.lr:g}-seed{args.seed}"
+    if not args.pm and not args.sentence:
+        ap.error("give --pm or --sentence")
+    judge = SentenceJudge(args.sentence) if args.sentence else None
+    out = Path(args.out or f"benchmarks/out/overopt-{'sentence-' if judge else ''}lr{args.lr:g}-seed{args.seed}"
                + (f"-stop{args.stop_on_warning}" if args.stop_on_warning else ""))
     prompts = build_prompts(resolve_prompts("bundled:redteam")[:64],
                             resolve_prompts("bundled:helpful")[:64], 1.0, args.seed)
@@ -65,7 +103,7 @@ def main() -> None:
                            num_generations=4, beta=0.05, max_completion_length=64, seed=args.seed,
                            checkpoint_every=args.checkpoint_every,
                            stop_on_warning=args.stop_on_warning)
-    m = train_rl(prompts, out / "model", "smollm2", config, pm=args.pm)
+    m = train_rl(prompts, out / "model", "smollm2", config, pm=args.pm, score=judge)
     warned = [(batch, found) for batch, found in enumerate(m["warnings"], 1) if found]
 
     harmful, helpful = _probe_prompts()
@@ -82,13 +120,18 @@ def main() -> None:
                 f.write(json.dumps({"checkpoint": name, "step": step, "prompt": prompt, "answer": text,
                                     **fig}, ensure_ascii=False) + "\n")
             summary.append({"checkpoint": name, "step": step,
+                            **({"carry_sentence": sum(judge.reach(t) == len(judge.words) for t in texts)}
+                               if judge else {}),
                             "mean_repeated_share": round(sum(x["repeated_share"] for x in figures) / len(figures), 3),
                             "answers_repeated_share_over_0.3": sum(x["repeated_share"] > 0.3 for x in figures)})
     result = {"lr": args.lr, "seed": args.seed, "steps": m["steps"],
               "first_warning_batch": m["first_warning_batch"], "warned_batches": warned,
               "stopped_at_step": m["stopped_at_step"],
               "checkpoint_before_warnings": m.get("checkpoint_before_warnings"),
-              "monitor_cost": m["monitor_cost"], "probe": summary}
+              "monitor_cost": m["monitor_cost"], "probe": summary,
+              **({"carried": [round(c, 3) for c in judge.carried],
+                  "shared_phrase_rate": [round(h.get("shared_phrase_rate", 0), 3) for h in m["monitor"]]}
+                 if judge else {})}
     (out / "result.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))
 

@@ -188,3 +188,26 @@ def test_the_locale_section_gives_rates_only_for_what_was_read(tmp_path):
     section = "".join(_locale_section(tmp_path))
     assert "50% (30%–70%; 20/24)" in section and "+25% (p = 0.012)" in section
     assert section.count("not measured") >= 3 and "Not measured in it" in section
+
+
+def test_the_training_section_puts_reward_kl_and_fluency_on_one_axis_and_marks_the_warning(tmp_path):
+    from constitutional.layout import RunLayout
+
+    manifest = RunLayout(tmp_path).training_manifest("rl")
+    manifest.parent.mkdir(parents=True)
+    monitor = [{"reward_raw": 2.0 + i, "nll_ref": 2.5 + (2.0 if i >= 2 else 0), "distinct_2": 0.9,
+                "boilerplate_rate": 0.0, "shared_phrase_rate": 0.1 * i, "refusal_rate": 0.0,
+                "repeated_share": 0.1, "shared_phrase": "not a number"} for i in range(4)]
+    manifest.write_text(json.dumps({
+        "losses": [0.1, 0.2, 0.3, 0.4], "monitor": monitor,
+        "log_history": [{"step": i + 1, "kl": 0.01 * i} for i in range(4)],
+        "warning_events": [{"batch": 3, "warning": "fluency: NLL under the starting model 4.50",
+                            "examples": ["<b>aw</b>, aw, aw", "second one"]}]}))
+    page = write_report(tmp_path).read_text()
+    section = page[page.index('id="training"'):]
+    assert "reward, KL and fluency by step" in section
+    for name in ("reward_raw", "kl", "nll_ref", "shared_phrase_rate"):
+        assert f">{name}<" in section
+    assert section.count('class="mark"') == 2  # the warning on both charts
+    assert "step 3: fluency: NLL under the starting model 4.50" in section
+    assert "&lt;b&gt;aw&lt;/b&gt;" in section and "<b>aw</b>" not in section

@@ -125,13 +125,17 @@ def _legend(names: Sequence[str]) -> str:
 
 def lines(name: str, title: str, series: dict[str, Sequence[tuple[float, float]]],
           ylabel: str = "", xlabel: str = "", diagonal: bool = False,
-          bounds: tuple[float, float, float, float] | None = None) -> str:
+          bounds: tuple[float, float, float, float] | None = None,
+          marks: Sequence[tuple[float, str]] = ()) -> str:
+    """A line chart; ``marks``: (x, what happened) drawn as dashed verticals."""
     pts = [p for s in series.values() for p in s]
     if not pts:
         return ""
     x0, x1, y0, y1 = bounds or (min(p[0] for p in pts), max(p[0] for p in pts),
                                 min(p[1] for p in pts), max(p[1] for p in pts))
-    body = []
+    body = [f'<line class="mark" x1="{_x(a, x0, x1):.1f}" y1="{_y(y1, y0, y1):.1f}" '
+            f'x2="{_x(a, x0, x1):.1f}" y2="{_y(y0, y0, y1):.1f}" stroke="#c00" stroke-dasharray="3">'
+            f'<title>{_e(f"{xlabel} {a:g}: {what}")}</title></line>' for a, what in marks]
     if diagonal:
         body.append(f'<line x1="{_x(x0, x0, x1)}" y1="{_y(y0, y0, y1)}" x2="{_x(x1, x0, x1)}" '
                     f'y2="{_y(y1, y0, y1)}" stroke="#aaa" stroke-dasharray="4"/>')
@@ -740,15 +744,24 @@ def _training_section(run: Path) -> list[str]:
             extra.append(lines("rl-margins", "DPO reward margin (chosen − rejected) by step",
                                {"margin": margins}, ylabel="margin", xlabel="step"))
         mon = m.get("monitor") or []
-        if mon:  # RL: the over-training monitor, one point per batch of completions
-            series_m = {k: [(i + 1, float(h[k])) for i, h in enumerate(mon) if k in h]
-                        for k in ("reward_raw", "boilerplate_rate", "distinct_2", "refusal_rate")}
+        if mon:  # RL: the over-training monitor, one point per batch (a step generates one)
+            def over(keys):
+                got = {k: [(i + 1, float(h[k])) for i, h in enumerate(mon)
+                           if isinstance(h.get(k), (int, float))] for k in keys}
+                return {k: v for k, v in got.items() if v}
             kl = [(h["step"], float(h["kl"])) for h in m["log_history"] if "kl" in h]
-            extra.append(lines("overtraining", "RL over-training monitor by batch",
-                               {k: v for k, v in series_m.items() if v}, xlabel="batch"))
-            if kl:
-                extra.append(lines("rl-kl", "KL to the reference by step", {"kl": kl},
-                                   ylabel="KL", xlabel="step"))
+            marks = [(e["batch"], e["warning"]) for e in m.get("warning_events") or []]
+            extra.append(lines("rl-reward", "reward, KL and fluency by step (dashed: a warning)",
+                               {**over(("reward_raw",)), **({"kl": kl} if kl else {}),
+                                **over(("nll_ref",))}, xlabel="step", marks=marks))
+            extra.append(lines("overtraining", "RL over-training monitor by step (dashed: a warning)",
+                               over(("boilerplate_rate", "shared_phrase_rate", "distinct_2",
+                                     "refusal_rate", "repeated_share")), xlabel="step", marks=marks))
+            if marks:
+                extra.append("<ul class=\"warnings\">" + "".join(
+                    f"<li>step {e['batch']}: {_e(e['warning'])}"
+                    + "".join(f"<br><q>{_e(x)}</q>" for x in e.get("examples", [])) + "</li>"
+                    for e in m["warning_events"]) + "</ul>")
     if not series:
         return []
     return [_section("training", "Training curves", lines(

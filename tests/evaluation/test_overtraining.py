@@ -64,6 +64,10 @@ def test_a_sentence_no_list_names_is_seen_spreading_across_prompts_before_half_c
     window = carried[max(0, first - 4):first]
     assert sum(window) / len(window) < 0.5
     assert "breathe slowly" in " ".join(rewards.warnings[first - 1])
+    # the warning names its step and shows two completions that carry the phrase
+    event = next(e for e in rewards.events if e["warning"].startswith("boilerplate:"))
+    assert event["batch"] == first and len(event["examples"]) == 2
+    assert all("keep your receipts" in e for e in event["examples"])
     assert all(not w for w in rewards.warnings[:2])  # plain answers and one carrier: quiet
 
 

@@ -27,7 +27,9 @@ every batch of completions and is logged next to reward and KL; checkpoints are 
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -36,8 +38,11 @@ from typing import Any, Callable
 
 
 from ..errors import CaiError
-from ..evaluation.overtraining import monitor, nll_under, shared_phrases, warnings_for
+from ..evaluation.overtraining import (degeneration, monitor, nll_under, shared_phrases,
+                                      warnings_for)
+from ..evaluation.refusal import classify_many
 from ..progress import console
+from rich.markup import escape
 from transformers import TrainerCallback
 
 from .common import LossPrinter, load_tokenizer, lora_config, save_trained, train
@@ -75,6 +80,7 @@ class Rewards:
         self.fluency, self.fluency_rise = fluency, fluency_rise
         self.history: list[dict[str, float]] = []
         self.warnings: list[list[str]] = []  # per batch
+        self.events: list[dict[str, Any]] = []  # each kind's first warning: batch, examples
         self.monitor_seconds = 0.0  # what watching costs: the monitor's figures and fluency
         self._warned: set[str] = set()
         # A batch answers a few prompts (batch size / k): phrases shared across prompts are
@@ -82,6 +88,26 @@ class Rewards:
         self._recent: deque[tuple[str, str]] = deque(maxlen=self.WINDOW)
 
     WINDOW = 32
+
+    def _examples(self, warning: str, texts: list[str], nll: list[float] | None,
+                  phrase: str | None) -> list[str]:
+        """Two completions that show what ``warning`` saw, cut to 200 characters."""
+        if warning.startswith("boilerplate:") and phrase:
+            at = re.compile(r"\W+".join(map(re.escape, phrase.split())), re.IGNORECASE)
+            found = [(t, at.search(t)) for _, t in reversed(self._recent)]
+            # the stretch around the phrase, which may sit past the cut
+            return [("…" if m.start() > 60 else "") + t[max(0, m.start() - 60):][:200]
+                    for t, m in found if m][:2]
+        elif warning.startswith("fluency") and nll:
+            up = "up:" in warning
+            pool = [t for _, t in sorted(zip(nll, texts), key=lambda x: -x[0] if up else x[0])]
+        elif "degeneration" in warning or "repetitive" in warning:
+            pool = sorted(texts, key=lambda t: -degeneration(t)["repeated_share"])
+        elif warning.startswith("refusal"):
+            pool = [t for t, v in zip(texts, classify_many(texts)) if v != "complied"]
+        else:
+            pool = list(texts)
+        return [t[:200] for t in (pool or list(texts))[:2]]
 
     @property
     def streak(self) -> int:
@@ -141,9 +167,15 @@ class Rewards:
         self.warnings.append(found)
         for w in found:
             key = w.split(" ")[0]
-            if key not in self._warned:
-                console.print(f"[yellow]over-training warning:[/yellow] {w}")
+            if key not in self._warned:  # each kind once, with the step and two examples
                 self._warned.add(key)
+                shown = self._examples(w, texts, nll if self.fluency is not None else None,
+                                       stats.get("shared_phrase"))
+                self.events.append({"batch": len(self.warnings), "warning": w, "examples": shown})
+                console.print(f"[yellow]over-training warning at step {len(self.warnings)}:"
+                              f"[/yellow] {escape(w)}")
+                for t in shown:
+                    console.print(f"    e.g. {escape(json.dumps(t, ensure_ascii=False))}")
         if log_metric is not None:
             for k, v in logged.items():
                 if isinstance(v, (int, float)):
@@ -231,9 +263,12 @@ def build_prompts(redteam, helpful, helpful_ratio: float, seed: int) -> list[lis
 def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | Path,
              config: RLTrainConfig = RLTrainConfig(), *, pm: str | Path | None = None,
              feedback=None, constitution=None, device: str | None = None,
-             dtype: str | None = None) -> dict[str, Any]:
+             dtype: str | None = None,
+             score: Callable[[list, list[str]], list[float]] | None = None) -> dict[str, Any]:
     """RLOO from ``model`` (a directory or spec). ``feedback`` is the judge's backend
-    (or ``ModelConfig``), needed by the direct reward and the harm constraint."""
+    (or ``ModelConfig``), needed by the direct reward and the harm constraint. ``score``:
+    a reward of your own, (prompts, completion texts) → one float each, in place of
+    ``config.reward`` (a scripted judge, a rule, a remote grader)."""
     c = config
     reward, constrained, beta, seed = c.reward, c.constrained, c.beta, c.seed
     num_generations, batch_size = c.num_generations, c.batch_size
@@ -245,7 +280,9 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     out = Path(out)
     if not prompts:
         raise CaiError("no prompts to train on")
-    if reward == "pm":
+    if score is not None:
+        pass
+    elif reward == "pm":
         if pm is None:
             raise CaiError("--reward pm needs --pm (a folder from cai train pm)")
         score = pm_scorer(pm, device, dtype)
@@ -271,6 +308,7 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     policy = AutoModelForCausalLM.from_pretrained(path)
     dataset = Dataset.from_list([{"prompt": p} for p in prompts])
     settings = {**c.dump(), "pm": str(pm) if pm else None,
+                "score": getattr(score, "__name__", type(score).__name__) if score else None,
                 "feedback": getattr(feedback, "spec", None),
                 "prompts": len(prompts)}
     save = dict(save_strategy="steps", save_steps=c.checkpoint_every) if c.checkpoint_every else {}
@@ -290,6 +328,7 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
                                 "train_s": round(seconds, 2),
                                 "share": round(rewards.monitor_seconds / seconds, 4) if seconds else None}
     manifest["warnings"] = rewards.warnings
+    manifest["warning_events"] = rewards.events
     manifest["first_warning_batch"] = rewards.first_warning
     manifest["stopped_at_step"] = stop.stopped_at
     if stop.stopped_at and c.checkpoint_every:  # roll back to before the warnings began
