@@ -202,15 +202,17 @@ def rl(ctx: RunContext) -> dict[str, Any]:
         return {"skipped": "rl.method = none"}
     start = ctx.trained("sft").model_dir()
     if r.method == "rloo":
-        from .train.rl import build_prompts, train_rl
+        from .train.rl import build_prompts, probe_set, train_rl
 
         if not c.pm.enabled:
             raise CaiError("rl.method = 'rloo' needs the preference model (pm.enabled = true)")
         rows = build_prompts(ctx.prompt_set("train_redteam"), ctx.prompt_set("train_helpful"),
                              r.rloo.helpful_ratio, r.rloo.seed)
+        # the probe set: held-out evaluation prompts, never trained on
+        probe = probe_set(ctx.prompt_set("eval_harmful")[:8], ctx.prompt_set("eval_helpful")[:8])
         m = train_rl(rows, ctx.layout.model("rl"), start, r.rloo, pm=ctx.layout.model("pm"),
                      feedback=ctx.model("feedback"), constitution=ctx.constitution,
-                     **ctx.where())
+                     probe=probe if r.rloo.probe_every else (), **ctx.where())
         return {"steps": m["steps"], "losses": m["losses"], "method": "rloo",
                 "monitor_last": m["monitor"][-1] if m["monitor"] else None}
     m = train_dpo(ctx.layout.labels, ctx.layout.model("rl"), start, r.dpo, **ctx.where())

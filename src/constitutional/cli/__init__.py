@@ -329,12 +329,14 @@ def train_rl(out_dir: Path = Out("the trained policy"),
     """RL-CAI with TRL's RLOOTrainer: preference-model reward, KL penalty to the reference,
     the over-training monitor logged every step."""
     from ..redteam import resolve_prompts
-    from ..train.rl import build_prompts, train_rl as run
+    from ..train.rl import build_prompts, hold_out_probe, train_rl as run
 
     helps = resolve_prompts(helpful) if helpful else []
+    prompts, helps, probe = hold_out_probe(prompts, helps) if config.probe_every else (prompts, helps, [])
     start, where = _where(model)
     m = run(build_prompts(prompts, helps, config.helpful_ratio, config.seed), out_dir, start,
-            config, pm=pm, feedback=feedback, constitution=_load(constitution_file), **where)
+            config, pm=pm, feedback=feedback, constitution=_load(constitution_file), probe=probe,
+            **where)
     last = m["monitor"][-1] if m["monitor"] else {}
     out.print(f"trained {m['steps']} steps; last batch: reward {last.get('reward_raw', 0):.3f}, "
               f"boilerplate {last.get('boilerplate_rate', 0):.2f}, distinct-2 "

@@ -91,6 +91,11 @@ class RLTrainConfig(TrainConfig):
     stop_on_warning: int = Field(0, ge=0, description="Stop after N batches in a row with an "
                                  "over-training warning (0: warn only); the manifest names the "
                                  "last checkpoint before the first warning.")
+    probe_every: int = Field(0, ge=0, description="Every N steps (and before the first) the "
+                             "policy answers held-out probe prompts (the last 8 red-team and 8 "
+                             "helpful, set aside): their reward (the proxy) against what it stands "
+                             "for (refusals where harmful, answers where helpful, no loops); a "
+                             "proxy that rises while gold does not is a warning (0: off).")
     helpful_ratio: float = Field(0.5, ge=0, description="Helpful prompts per red-team prompt in "
                                  "the RL mix (without them models turn evasive: Kundu et al. 2023).")
 

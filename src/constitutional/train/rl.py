@@ -34,12 +34,12 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 
 from ..errors import CaiError
-from ..evaluation.overtraining import (degeneration, monitor, nll_under, shared_phrases,
-                                      warnings_for)
+from ..evaluation.overtraining import (degeneration, gold, monitor, nll_under, proxy_against_gold,
+                                      shared_phrases, warnings_for)
 from ..evaluation.refusal import classify_many
 from ..progress import console
 from rich.markup import escape
@@ -88,6 +88,22 @@ class Rewards:
         self._recent: deque[tuple[str, str]] = deque(maxlen=self.WINDOW)
 
     WINDOW = 32
+
+    def warn(self, warning: str, examples: Callable[[], list[str]], recorded: bool = False) -> None:
+        """Count ``warning`` against the last batch; the first of each kind is printed with
+        the step and two example completions, and kept in ``events``."""
+        if not recorded and self.warnings:
+            self.warnings[-1].append(warning)
+        key = warning.split(" ")[0]
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        shown = examples()
+        self.events.append({"batch": len(self.warnings), "warning": warning, "examples": shown})
+        console.print(f"[yellow]over-training warning at step {len(self.warnings)}:[/yellow] "
+                      f"{escape(warning)}")
+        for t in shown:
+            console.print(f"    e.g. {escape(json.dumps(t, ensure_ascii=False))}")
 
     def _examples(self, warning: str, texts: list[str], nll: list[float] | None,
                   phrase: str | None) -> list[str]:
@@ -166,16 +182,9 @@ class Rewards:
         self.monitor_seconds += watched
         self.warnings.append(found)
         for w in found:
-            key = w.split(" ")[0]
-            if key not in self._warned:  # each kind once, with the step and two examples
-                self._warned.add(key)
-                shown = self._examples(w, texts, nll if self.fluency is not None else None,
-                                       stats.get("shared_phrase"))
-                self.events.append({"batch": len(self.warnings), "warning": w, "examples": shown})
-                console.print(f"[yellow]over-training warning at step {len(self.warnings)}:"
-                              f"[/yellow] {escape(w)}")
-                for t in shown:
-                    console.print(f"    e.g. {escape(json.dumps(t, ensure_ascii=False))}")
+            self.warn(w, lambda w=w: self._examples(w, texts, nll if self.fluency is not None
+                                                    else None, stats.get("shared_phrase")),
+                      recorded=True)
         if log_metric is not None:
             for k, v in logged.items():
                 if isinstance(v, (int, float)):
@@ -235,6 +244,88 @@ def reference_nll(model: str | Path, device: str | None = None,
     return lambda prompts, texts: nll_under(backend, prompts, texts)
 
 
+class GoldProbe(TrainerCallback):
+    """Proxy against gold: before the first step and every ``every`` steps, the policy
+    answers a fixed probe set of held-out prompts greedily. The reward of those answers
+    (the proxy) is set beside measures the reward was not trained on (``overtraining.gold``:
+    refusal classes, loops, length); when the proxy has risen while gold stayed flat or
+    fell, that is a warning like the monitor's, and counts toward ``stop_on_warning``."""
+
+    def __init__(self, probe: Sequence[tuple[list[dict[str, str]], str]], every: int,
+                 score: Callable[[list, list[str]], list[float]], rewards: Rewards,
+                 tokenizer, max_new_tokens: int):
+        self.probe, self.every, self.score, self.rewards = list(probe), every, score, rewards
+        self.tokenizer, self.max_new_tokens = tokenizer, max_new_tokens
+        self.history: list[dict[str, Any]] = []
+        self.seconds = 0.0
+
+    def answers(self, model) -> list[str]:
+        import torch
+
+        tok = self.tokenizer
+        prompts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+                   for m, _ in self.probe]
+        side, tok.padding_side = tok.padding_side, "left"
+        try:
+            batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            tok.padding_side = side
+        batch = batch.to(model.device)
+        training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                     pad_token_id=tok.pad_token_id or tok.eos_token_id)
+        finally:
+            model.train(training)
+        return tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def measure(self, step: int, texts: list[str]) -> dict[str, Any]:
+        """One probe's row from its answers; warns on a divergence."""
+        asked = [m for m, _ in self.probe]
+        proxy = self.score(asked, texts)
+        row = {"step": step, "proxy": sum(proxy) / len(proxy),
+               **gold([k for _, k in self.probe], [m[-1]["content"] for m in asked], texts)}
+        self.history.append(row)
+        console.print(f"probe at step {step}: reward {row['proxy']:.3f}  gold {row['gold']:.2f}  "
+                      f"degenerate {row['degenerate']:.0%}  words {row['mean_words']:.0f}")
+        found = proxy_against_gold(self.history)
+        if found:
+            bad = [t for t, (_, k) in zip(texts, self.probe) if k != "harmful"]
+            self.rewards.warn(found, lambda: [t[:200] for t in (bad or texts)[:2]])
+        return row
+
+    def _run(self, state, model) -> None:
+        if model is None:
+            return
+        started = time.perf_counter()
+        self.measure(state.global_step, self.answers(model))
+        self.seconds += time.perf_counter() - started
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._run(state, model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0:
+            self._run(state, model)
+
+
+def probe_set(harmful: Sequence, helpful: Sequence) -> list[tuple[list[dict[str, str]], str]]:
+    """Prompts (``Prompt``s) as a probe set: [(messages, "harmful" / "helpful"), …]."""
+    return ([([m.model_dump() for m in p.messages], "harmful") for p in harmful]
+            + [([m.model_dump() for m in p.messages], "helpful") for p in helpful])
+
+
+def hold_out_probe(redteam: Sequence, helpful: Sequence, n: int = 8) -> tuple[list, list, list]:
+    """The last ``n`` red-team and ``n`` helpful prompts set aside as the probe set, never
+    trained on: (red-team left, helpful left, probe set). A source of ``n`` or fewer is
+    not split (and its prompts are then trained on too)."""
+    red, help_ = list(redteam), list(helpful)
+    left = lambda xs: xs[:-n] if len(xs) > n else xs  # noqa: E731
+    return left(red), left(help_), probe_set(red[-n:], help_[-n:])
+
+
 class StopOnWarnings(TrainerCallback):
     """Stop training once ``rewards`` has warned on ``after`` batches in a row."""
 
@@ -264,11 +355,14 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
              config: RLTrainConfig = RLTrainConfig(), *, pm: str | Path | None = None,
              feedback=None, constitution=None, device: str | None = None,
              dtype: str | None = None,
-             score: Callable[[list, list[str]], list[float]] | None = None) -> dict[str, Any]:
+             score: Callable[[list, list[str]], list[float]] | None = None,
+             probe: Sequence[tuple[list[dict[str, str]], str]] = ()) -> dict[str, Any]:
     """RLOO from ``model`` (a directory or spec). ``feedback`` is the judge's backend
     (or ``ModelConfig``), needed by the direct reward and the harm constraint. ``score``:
     a reward of your own, (prompts, completion texts) → one float each, in place of
-    ``config.reward`` (a scripted judge, a rule, a remote grader)."""
+    ``config.reward`` (a scripted judge, a rule, a remote grader). ``probe``: held-out
+    prompts, (messages, "harmful" or "helpful"), answered every ``config.probe_every`` steps
+    to set the reward against gold (``GoldProbe``; ``hold_out_probe`` carves them out)."""
     c = config
     reward, constrained, beta, seed = c.reward, c.constrained, c.beta, c.seed
     num_generations, batch_size = c.num_generations, c.batch_size
@@ -295,6 +389,8 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
         score = direct_scorer(_backend(feedback), constitution, references, seed)
     else:
         raise CaiError(f"--reward {reward!r}: expected pm or direct")
+    if c.probe_every and not probe:
+        raise CaiError("probe_every needs probe prompts (train.rl.hold_out_probe sets some aside)")
     if batch_size % num_generations:
         raise CaiError(f"--batch-size {batch_size} must be a multiple of --num-generations "
                        f"{num_generations} (each prompt's completions share a batch)")
@@ -305,6 +401,8 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
                       reference_nll(model, device, dtype) if c.fluency else None, c.fluency_rise)
     stop = StopOnWarnings(rewards, c.stop_on_warning)
     path, tokenizer = load_tokenizer(model)
+    gold_probe = (GoldProbe(probe, c.probe_every, rewards.score, rewards, tokenizer,
+                            max_completion_length) if c.probe_every else None)
     policy = AutoModelForCausalLM.from_pretrained(path)
     dataset = Dataset.from_list([{"prompt": p} for p in prompts])
     settings = {**c.dump(), "pm": str(pm) if pm else None,
@@ -318,7 +416,7 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     trainer = RLOOTrainer(model=policy, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer,
                           peft_config=lora_config() if c.lora else None,
-                          callbacks=[RLPrinter(), stop])
+                          callbacks=[RLPrinter(), *([gold_probe] if gold_probe else []), stop])
     started = time.perf_counter()
     train(trainer)
     seconds = time.perf_counter() - started
@@ -329,6 +427,9 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
                                 "share": round(rewards.monitor_seconds / seconds, 4) if seconds else None}
     manifest["warnings"] = rewards.warnings
     manifest["warning_events"] = rewards.events
+    if gold_probe:
+        manifest["probe"] = gold_probe.history
+        manifest["probe_s"] = round(gold_probe.seconds, 2)
     manifest["first_warning_batch"] = rewards.first_warning
     manifest["stopped_at_step"] = stop.stopped_at
     if stop.stopped_at and c.checkpoint_every:  # roll back to before the warnings began
