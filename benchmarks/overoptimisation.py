@@ -20,6 +20,11 @@ tokens); ``OUT/probe.jsonl`` holds the answers, one row per checkpoint and promp
 person to read and mark degenerate or not. Printed: the batches the monitor warned on,
 where ``--stop-on-warning`` stopped and the checkpoint it kept, and per checkpoint the
 within-answer repetition figures (for reference; "degenerate" is decided by reading).
+
+``--rescore`` (with the same ``--pm`` or ``--sentence`` and ``--out``) sets, for a run
+already made, each checkpoint's probe reward (the proxy) beside ``overtraining.gold``
+(refusals where harmful, answers where helpful, no loops) and says where the monitor's
+proxy-against-gold rule would first fire (``OUT/gold.json``).
 """
 
 from __future__ import annotations
@@ -75,6 +80,28 @@ def _answers(spec: str, prompts: list[str]) -> list[str]:
     return [g.texts[0] for g in gens]
 
 
+def rescore(out: Path, score) -> list[dict]:
+    """Proxy against gold per checkpoint, from ``OUT/probe.jsonl``: the reward of each
+    checkpoint's probe answers beside ``overtraining.gold``, and where the monitor's
+    divergence rule would first fire."""
+    from constitutional.evaluation.overtraining import gold, proxy_against_gold
+
+    rows = [json.loads(x) for x in (out / "probe.jsonl").read_text(encoding="utf-8").splitlines()]
+    n = PROBE.stop - PROBE.start
+    history, table = [], []
+    for name in dict.fromkeys(r["checkpoint"] for r in rows):
+        got = [r for r in rows if r["checkpoint"] == name]
+        kinds = ["harmful"] * n + ["helpful"] * (len(got) - n)
+        asked = [[{"role": "user", "content": r["prompt"]}] for r in got]
+        texts = [r["answer"] for r in got]
+        proxy = score(asked, texts)
+        history.append({"step": got[0]["step"], "proxy": sum(proxy) / len(proxy),
+                        **gold(kinds, [r["prompt"] for r in got], texts)})
+        table.append({"checkpoint": name, **{k: round(v, 3) for k, v in history[-1].items()},
+                      "divergence": proxy_against_gold(history)})
+    return table
+
+
 def main() -> None:
     from constitutional.backends.spec import hf_spec
     from constitutional.evaluation.overtraining import degeneration
@@ -91,12 +118,21 @@ def main() -> None:
     ap.add_argument("--checkpoint-every", type=int, default=5)
     ap.add_argument("--stop-on-warning", type=int, default=0)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--rescore", action="store_true", help="only set proxy against gold for "
+                    "the probe answers already in --out")
     args = ap.parse_args()
     if not args.pm and not args.sentence:
         ap.error("give --pm or --sentence")
     judge = SentenceJudge(args.sentence) if args.sentence else None
     out = Path(args.out or f"benchmarks/out/overopt-{'sentence-' if judge else ''}lr{args.lr:g}-seed{args.seed}"
                + (f"-stop{args.stop_on_warning}" if args.stop_on_warning else ""))
+    if args.rescore:
+        from constitutional.train.rl import pm_scorer
+
+        table = rescore(out, judge or pm_scorer(args.pm))
+        (out / "gold.json").write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
+        print(json.dumps(table, indent=1))
+        return
     prompts = build_prompts(resolve_prompts("bundled:redteam")[:64],
                             resolve_prompts("bundled:helpful")[:64], 1.0, args.seed)
     config = RLTrainConfig(learning_rate=args.lr, max_steps=args.steps, batch_size=8,
