@@ -123,6 +123,8 @@ def test_rl_and_dpo_on_the_real_model(tmp_path):
     assert [p["step"] for p in m["probe"]] == [0, 1, 2] and "probe at step 0: reward" in log
     assert all({"proxy", "gold", "degenerate", "mean_words"} <= set(p) for p in m["probe"])
     assert 0 < m["probe_s"] < cost["train_s"]
+    best = max(m["probe"][1:], key=lambda p: (p["gold"], -p["step"]))
+    assert m["checkpoint_best_gold"] == str(tmp_path / "rl" / "checkpoints" / f"checkpoint-{best['step']}")
 
     r = cai("train", "dpo", "--data", data, "--model", f"hf:{tmp_path / 'rl'}",
             "--out", tmp_path / "dpo", "--max-steps", 1, "--label-smoothing", "auto", check=True)

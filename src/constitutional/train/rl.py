@@ -430,6 +430,10 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     if gold_probe:
         manifest["probe"] = gold_probe.history
         manifest["probe_s"] = round(gold_probe.seconds, 2)
+        # the kept checkpoint whose probe answers scored best on gold (the earliest on a tie)
+        kept = {int(p.name.split("-")[1]): p for p in (out / "checkpoints").glob("checkpoint-*")}
+        scored = [(-row["gold"], row["step"]) for row in gold_probe.history if row["step"] in kept]
+        manifest["checkpoint_best_gold"] = str(kept[min(scored)[1]]) if scored else None
     manifest["first_warning_batch"] = rewards.first_warning
     manifest["stopped_at_step"] = stop.stopped_at
     if stop.stopped_at and c.checkpoint_every:  # roll back to before the warnings began
