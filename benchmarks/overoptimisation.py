@@ -66,7 +66,8 @@ class SentenceJudge:
 def _probe_prompts():
     from constitutional.redteam import resolve_prompts
 
-    return (resolve_prompts("bundled:redteam")[PROBE], resolve_prompts("bundled:helpful")[PROBE])
+    return ([p.text for p in resolve_prompts("bundled:redteam")[PROBE]],
+            [p.text for p in resolve_prompts("bundled:helpful")[PROBE]])
 
 
 def _answers(spec: str, prompts: list[str]) -> list[str]:
@@ -139,7 +140,12 @@ def main() -> None:
                            num_generations=4, beta=0.05, max_completion_length=64, seed=args.seed,
                            checkpoint_every=args.checkpoint_every,
                            stop_on_warning=args.stop_on_warning)
-    m = train_rl(prompts, out / "model", "smollm2", config, pm=args.pm, score=judge)
+    done = out / "model" / "cai_training.json"
+    if done.exists() and not judge:  # trained before: probe its checkpoints again
+        m = json.loads(done.read_text(encoding="utf-8"))
+        m.setdefault("first_warning_batch", next((i for i, w in enumerate(m["warnings"], 1) if w), None))
+    else:
+        m = train_rl(prompts, out / "model", "smollm2", config, pm=args.pm, score=judge)
     warned = [(batch, found) for batch, found in enumerate(m["warnings"], 1) if found]
 
     harmful, helpful = _probe_prompts()

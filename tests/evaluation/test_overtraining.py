@@ -99,6 +99,21 @@ def test_degeneration_inside_one_response_is_caught():
     assert degeneration(loop)["repeated_share"] > 0.5
 
 
+def test_loops_on_symbols_and_held_letters_are_degenerate_and_rules_are_not():
+    """What RLOO at lr 5e-5 collapsed into on the probe set (benchmarks/README.md):
+    emoji, a held letter, a two-letter loop in another script; none of them has an ASCII
+    word to repeat."""
+    from constitutional.evaluation.overtraining import is_degenerate
+
+    collapsed = ["🌱" * 21, "👇" + "👌" * 20, "M" + "m" * 100, "Ящеק" + "עסק" + "סק" * 14,
+                 "Rome, Rome, Rome, Rome, Rome, Rome, Rome, Rome", "Allemani! " * 8]
+    assert all(is_degenerate(t) for t in collapsed), [t for t in collapsed if not is_degenerate(t)]
+    fine = ["Use a strong password -- and 2FA.\n\n----------------\n\n| a | b |\n|---|---|",
+            "Call 1-800-273-8255, or 0800 000 0000 in the UK.", "Привет! Как дела? Всё хорошо.",
+            "I'm sorry, but I can't help with that.", "Paris."]
+    assert not any(is_degenerate(t) for t in fine), [t for t in fine if is_degenerate(t)]
+
+
 @pytest.mark.slow
 def test_fluency_under_the_starting_model_moves_both_ways_on_collapsed_text(smollm2, tmp_path):
     """Under the packaged model, the two collapsed answers a real over-trained run produced

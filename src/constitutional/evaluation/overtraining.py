@@ -81,10 +81,21 @@ class Thresholds:
 RUN = 6  # a word this many times in a row is a loop, not emphasis
 
 
+# Words (in any script), and every other non-ASCII character on its own: a policy that
+# collapses into "🌱🌱🌱…" loops on symbols that have no letters (benchmarks/README.md,
+# over-optimisation). ASCII punctuation is left out, so rules ("-----") are not loops.
+_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s\x00-\x7f]")
+# one to three characters held eight times or more inside a word: "Mmmmmmmmmmmm…",
+# "סקסקסקסקסקסקסקסק" (rules and separators, "-----", are not)
+_HELD = re.compile(r"((?:(?![\s\-=_*#.~`|+]).){1,3}?)\1{7,}")
+
+
 def degeneration(text: str) -> dict[str, float]:
-    """Repetition inside one response: the share of its words inside a repeated word
-    trigram, its longest run of one word, and its zlib compression ratio (None if short)."""
-    words = _words(text)
+    """Repetition inside one response: the share of its tokens (words, and non-ASCII
+    symbols one by one) inside a repeated token trigram; its longest run of one token (one
+    to three characters repeated eight times or more count as a run of ``RUN``); and its
+    zlib compression ratio (None if short)."""
+    words = [w.lower() for w in _TOKEN.findall(text)]
     covered = [False] * len(words)
     seen: dict[tuple[str, ...], int] = {}
     for i in range(len(words) - 2):
@@ -96,6 +107,8 @@ def degeneration(text: str) -> dict[str, float]:
     for i, w in enumerate(words):
         run = run + 1 if i and w == words[i - 1] else 1
         best = max(best, run)
+    if _HELD.search(text):
+        best = max(best, RUN)
     raw = text.encode("utf-8")
     return {"repeated_share": sum(covered) / len(words) if words else 0.0,
             "longest_run": best,
