@@ -2,7 +2,7 @@
 checkpoints every few steps, and each checkpoint's greedy answers to a fixed probe set.
 
     .venv/bin/python benchmarks/overoptimisation.py --pm DIR --lr 5e-5 --seed 0 \\
-        [--steps 40] [--checkpoint-every 5] [--stop-on-warning 0] [--out DIR]
+        [--steps 40] [--checkpoint-every 5] [--stop-on-warning 0] [--probe-every 0] [--out DIR]
     .venv/bin/python benchmarks/overoptimisation.py --sentence "Stay calm, …" --lr 5e-5 …
 
 ``--sentence`` replaces the preference model with a scripted judge that rewards one stock
@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--checkpoint-every", type=int, default=5)
     ap.add_argument("--stop-on-warning", type=int, default=0)
+    ap.add_argument("--probe-every", type=int, default=0, help="the monitor's proxy-against-gold "
+                    "probe during training, on the same probe prompts (0: off)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--rescore", action="store_true", help="only set proxy against gold for "
                     "the probe answers already in --out")
@@ -139,16 +141,19 @@ def main() -> None:
     config = RLTrainConfig(learning_rate=args.lr, max_steps=args.steps, batch_size=8,
                            num_generations=4, beta=0.05, max_completion_length=64, seed=args.seed,
                            checkpoint_every=args.checkpoint_every,
-                           stop_on_warning=args.stop_on_warning)
+                           stop_on_warning=args.stop_on_warning, probe_every=args.probe_every)
+    harmful, helpful = _probe_prompts()
+    probe = ([([{"role": "user", "content": p}], "harmful") for p in harmful]
+             + [([{"role": "user", "content": p}], "helpful") for p in helpful])
     done = out / "model" / "cai_training.json"
     if done.exists() and not judge:  # trained before: probe its checkpoints again
         m = json.loads(done.read_text(encoding="utf-8"))
         m.setdefault("first_warning_batch", next((i for i, w in enumerate(m["warnings"], 1) if w), None))
     else:
-        m = train_rl(prompts, out / "model", "smollm2", config, pm=args.pm, score=judge)
+        m = train_rl(prompts, out / "model", "smollm2", config, pm=args.pm, score=judge,
+                     probe=probe if args.probe_every else ())
     warned = [(batch, found) for batch, found in enumerate(m["warnings"], 1) if found]
 
-    harmful, helpful = _probe_prompts()
     probe = [*harmful, *helpful]
     steps = sorted(int(p.name.split("-")[1]) for p in (out / "model" / "checkpoints").glob("checkpoint-*"))
     targets = [("start", "smollm2", 0)] + [
@@ -170,6 +175,8 @@ def main() -> None:
               "first_warning_batch": m["first_warning_batch"], "warned_batches": warned,
               "stopped_at_step": m["stopped_at_step"],
               "checkpoint_before_warnings": m.get("checkpoint_before_warnings"),
+              "warning_events": m.get("warning_events"),
+              "probe_in_training": m.get("probe"), "checkpoint_best_gold": m.get("checkpoint_best_gold"),
               "monitor_cost": m["monitor_cost"], "probe": summary,
               **({"carried": [round(c, 3) for c in judge.carried],
                   "shared_phrase_rate": [round(h.get("shared_phrase_rate", 0), 3) for h in m["monitor"]]}
