@@ -96,7 +96,9 @@ def rescore(out: Path, score) -> list[dict]:
         asked = [[{"role": "user", "content": r["prompt"]}] for r in got]
         texts = [r["answer"] for r in got]
         proxy = score(asked, texts)
-        history.append({"step": got[0]["step"], "proxy": sum(proxy) / len(proxy),
+        mean = sum(proxy) / len(proxy)
+        history.append({"step": got[0]["step"], "proxy": mean,
+                        "proxy_sd": (sum((x - mean) ** 2 for x in proxy) / (len(proxy) - 1)) ** 0.5,
                         **gold(kinds, [r["prompt"] for r in got], texts)})
         table.append({"checkpoint": name, **{k: round(v, 3) for k, v in history[-1].items()},
                       "divergence": proxy_against_gold(history)})

@@ -215,7 +215,11 @@ def warnings_for(stats: dict[str, float], t: Thresholds = Thresholds()) -> list[
 
 
 DEGENERATE_SHARE = 0.5  # an answer this much inside repeated trigrams, or with a run, loops
-PROXY_RISE = 0.5        # reward units above the first probe that count as "the proxy rose"
+# "The proxy rose": the probe's mean reward above its first by this many standard
+# deviations of the first probe's rewards (answer to answer). At 0.75 (0.97 reward units on
+# the label-following PM) healthy RLOO at lr 1e-5 stayed quiet (+0.60 at most, gold flat)
+# and both lr 5e-5 collapses warned (+2.05 at step 5, +1.53 at step 20).
+PROXY_RISE_SD = 0.75
 
 
 def is_degenerate(text: str) -> bool:
@@ -243,14 +247,16 @@ def gold(kinds: Sequence[str], requests: Sequence[str], texts: Sequence[str]) ->
             "mean_words": sum(len(_words(t)) for t in texts) / len(texts) if texts else 0.0}
 
 
-def proxy_against_gold(history: Sequence[dict[str, float]], rise: float = PROXY_RISE) -> str | None:
-    """A warning when the proxy (the mean reward on the probe set) has risen ``rise`` above
-    its first probe while gold stayed flat or fell: the reward is being won without what
-    it stands for (Gao et al.'s over-optimisation)."""
+def proxy_against_gold(history: Sequence[dict[str, float]], rise: float = PROXY_RISE_SD) -> str | None:
+    """A warning when the proxy (the mean reward on the probe set) has risen ``rise``
+    standard deviations (``proxy_sd`` of the first probe, answer to answer) above its first
+    probe while gold stayed flat or fell: the reward is being won without what it stands
+    for (Gao et al.'s over-optimisation)."""
     if len(history) < 2:
         return None
     first, last = history[0], history[-1]
-    if last["proxy"] - first["proxy"] >= rise and last["gold"] <= first["gold"]:
+    if (last["proxy"] - first["proxy"] >= rise * first.get("proxy_sd", 0.0)
+            and last["proxy"] > first["proxy"] and last["gold"] <= first["gold"]):
         return (f"proxy against gold: probe reward {first['proxy']:.2f} → {last['proxy']:.2f} "
                 f"while gold {first['gold']:.2f} → {last['gold']:.2f} (degenerate "
                 f"{first['degenerate']:.0%} → {last['degenerate']:.0%}, mean words "

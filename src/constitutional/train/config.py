@@ -86,8 +86,9 @@ class RLTrainConfig(TrainConfig):
                           "likelihood under the starting model (a second copy of it, on the "
                           "hf loop) and warn when it moves by --fluency-rise from the first "
                           "steps' (up: less fluent; down: loops, which read as likely).")
-    fluency_rise: float = Field(1.0, gt=0, description="Nats per token away from the first two "
-                                "batches' mean, either way, at which the fluency warning fires.")
+    fluency_rise: float = Field(1.0, gt=0, description="Nats per token between the mean of the "
+                                "last three batches and of the first three, either way, at which "
+                                "the fluency warning fires.")
     stop_on_warning: int = Field(0, ge=0, description="Stop after N batches in a row with an "
                                  "over-training warning (0: warn only); the manifest names the "
                                  "last checkpoint before the first warning.")
