@@ -100,6 +100,9 @@ def test_the_gold_probe_warns_when_the_reward_rises_on_answers_that_loop():
     assert event["warning"].startswith("proxy against gold: probe reward 0.50 → 2.17")
     assert event["examples"] == [loop, "Paris Paris Paris Paris Paris Paris Paris"]
     assert r.warnings[-1] == [event["warning"]] and r.first_warning == 1
+    # the divergence stands on the steps until the next probe, so a stop setting counts them
+    r(PROMPTS, ANSWERS)
+    assert r.warnings[-1] == [event["warning"]] and r.streak == 2 and len(r.events) == 1
     # a rise under 0.75 of the first probe's spread is noise, even with gold flat
     calm = GoldProbe(probe, every=5, score=lambda p, t: next(reward), rewards=Rewards(
         score=lambda p, t: [0.0] * len(t)), tokenizer=None, max_new_tokens=32)

@@ -81,6 +81,9 @@ class Rewards:
         self.history: list[dict[str, float]] = []
         self.warnings: list[list[str]] = []  # per batch
         self.events: list[dict[str, Any]] = []  # each kind's first warning: batch, examples
+        # a warning that holds until something says otherwise (the gold probe's divergence
+        # stands until a later probe finds none), counted on every batch meanwhile
+        self.standing: str | None = None
         self.monitor_seconds = 0.0  # what watching costs: the monitor's figures and fluency
         self._warned: set[str] = set()
         # A batch answers a few prompts (batch size / k): phrases shared across prompts are
@@ -179,7 +182,7 @@ class Rewards:
             rewards = [r - lam * c for r, c in zip(rewards, costs)]
             logged["harm_cost"] = sum(costs) / len(costs)
             logged["lambda"] = self.dual.update(logged["harm_cost"])
-        found = warnings_for(stats)
+        found = warnings_for(stats) + ([self.standing] if self.standing else [])
         if self.fluency is not None:
             started = time.perf_counter()
             nll = self.fluency(prompts, texts)
@@ -257,7 +260,8 @@ class GoldProbe(TrainerCallback):
     answers a fixed probe set of held-out prompts greedily. The reward of those answers
     (the proxy) is set beside measures the reward was not trained on (``overtraining.gold``:
     refusal classes, loops, length); when the proxy has risen while gold stayed flat or
-    fell, that is a warning like the monitor's, and counts toward ``stop_on_warning``."""
+    fell, that is a warning like the monitor's; it stands on every step until a later probe
+    finds no divergence, and counts toward ``stop_on_warning``."""
 
     def __init__(self, probe: Sequence[tuple[list[dict[str, str]], str]], every: int,
                  score: Callable[[list, list[str]], list[float]], rewards: Rewards,
@@ -304,6 +308,7 @@ class GoldProbe(TrainerCallback):
         if found:
             bad = [t for t, (_, k) in zip(texts, self.probe) if k != "harmful"]
             self.rewards.warn(found, lambda: [t[:200] for t in (bad or texts)[:2]])
+        self.rewards.standing = found  # it holds for the steps until the next probe
         return row
 
     def _run(self, state, model) -> None:
