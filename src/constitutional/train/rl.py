@@ -424,7 +424,9 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
                 "score": getattr(score, "__name__", type(score).__name__) if score else None,
                 "feedback": getattr(feedback, "spec", None),
                 "prompts": len(prompts)}
-    save = dict(save_strategy="steps", save_steps=c.checkpoint_every) if c.checkpoint_every else {}
+    # checkpoints are kept to roll back to, not to resume: the model only (a third of the disk)
+    save = (dict(save_strategy="steps", save_steps=c.checkpoint_every, save_only_model=True)
+            if c.checkpoint_every else {})
     args = RLOOConfig(**c.trainer_args(out, device=device, dtype=dtype, **save), beta=beta, num_generations=num_generations,
                       max_completion_length=max_completion_length, temperature=c.temperature,
                       top_p=1.0)
