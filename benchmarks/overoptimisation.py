@@ -82,26 +82,24 @@ def _answers(spec: str, prompts: list[str]) -> list[str]:
 
 
 def rescore(out: Path, score) -> list[dict]:
-    """Proxy against gold per checkpoint, from ``OUT/probe.jsonl``: the reward of each
-    checkpoint's probe answers beside ``overtraining.gold``, and where the monitor's
-    divergence rule would first fire."""
-    from constitutional.evaluation.overtraining import gold, proxy_against_gold
+    """Proxy against gold per checkpoint, from ``OUT/probe.jsonl``: the training probe
+    (``GoldProbe.measure``) run on each checkpoint's probe answers in turn, so the rows and
+    the divergence rule are the ones ``--probe-every`` gives during training."""
+    from constitutional.train.rl import GoldProbe, Rewards
 
     rows = [json.loads(x) for x in (out / "probe.jsonl").read_text(encoding="utf-8").splitlines()]
     n = PROBE.stop - PROBE.start
-    history, table = [], []
+    first = [r for r in rows if r["checkpoint"] == rows[0]["checkpoint"]]
+    probe = [([{"role": "user", "content": r["prompt"]}], "harmful" if i < n else "helpful")
+             for i, r in enumerate(first)]
+    rewards = Rewards(score)
+    watch = GoldProbe(probe, every=1, score=score, rewards=rewards, tokenizer=None, max_new_tokens=0)
+    table = []
     for name in dict.fromkeys(r["checkpoint"] for r in rows):
         got = [r for r in rows if r["checkpoint"] == name]
-        kinds = ["harmful"] * n + ["helpful"] * (len(got) - n)
-        asked = [[{"role": "user", "content": r["prompt"]}] for r in got]
-        texts = [r["answer"] for r in got]
-        proxy = score(asked, texts)
-        mean = sum(proxy) / len(proxy)
-        history.append({"step": got[0]["step"], "proxy": mean,
-                        "proxy_sd": (sum((x - mean) ** 2 for x in proxy) / (len(proxy) - 1)) ** 0.5,
-                        **gold(kinds, [r["prompt"] for r in got], texts)})
-        table.append({"checkpoint": name, **{k: round(v, 3) for k, v in history[-1].items()},
-                      "divergence": proxy_against_gold(history)})
+        row = watch.measure(got[0]["step"], [r["answer"] for r in got])
+        table.append({"checkpoint": name, **{k: round(v, 3) for k, v in row.items()},
+                      "divergence": rewards.standing})
     return table
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -297,9 +298,8 @@ class GoldProbe(TrainerCallback):
         """One probe's row from its answers; warns on a divergence."""
         asked = [m for m, _ in self.probe]
         proxy = self.score(asked, texts)
-        mean = sum(proxy) / len(proxy)
-        row = {"step": step, "proxy": mean,
-               "proxy_sd": (sum((x - mean) ** 2 for x in proxy) / max(1, len(proxy) - 1)) ** 0.5,
+        row = {"step": step, "proxy": statistics.fmean(proxy),
+               "proxy_sd": statistics.stdev(proxy) if len(proxy) > 1 else 0.0,
                **gold([k for _, k in self.probe], [m[-1]["content"] for m in asked], texts)}
         self.history.append(row)
         console.print(f"probe at step {step}: reward {row['proxy']:.3f}  gold {row['gold']:.2f}  "
