@@ -9,6 +9,11 @@ import pytest
 # the vllm engine has its own tests (tests/backends/test_vllm_engine.py, the vLLM server
 # tests), and the end-to-end `cai run` test runs every stage on it with CAI_ENGINE=auto.
 os.environ.setdefault("CAI_ENGINE", "hf")
+# Under pytest-xdist (`make test` runs two workers) each worker, and every `cai` it starts,
+# computes on one thread: two workers of two threads on a 2-core machine thrash (the
+# label-following test took 3x as long).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
