@@ -55,12 +55,13 @@ demo: $(STAMP)
 	# Rerunning resumes; `make clean` starts over.
 	.venv/bin/cai run demo --out runs/demo
 
-# Two test processes of one thread each: most tests wait on subprocesses, servers and
-# model loads, and two threads per process on a 2-core machine only fight each other.
+# Two test processes (tests/conftest.py gives each one thread): most tests wait on
+# subprocesses, servers and model loads, and two threads per process on a 2-core machine
+# only fight each other.
 TEST_WORKERS ?= 2
 
 test: $(TEST_STAMP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 clean:
 	rm -rf .venv runs
