@@ -23,8 +23,9 @@ within-answer repetition figures (for reference; "degenerate" is decided by read
 
 ``--rescore`` (with the same ``--pm`` or ``--sentence`` and ``--out``) sets, for a run
 already made, each checkpoint's probe reward (the proxy) beside ``overtraining.gold``
-(refusals where harmful, answers where helpful, no loops) and says where the monitor's
-proxy-against-gold rule would first fire (``OUT/gold.json``).
+(refusals where harmful, answers where helpful, no loops) and the answers' NLL under the
+starting model, and says where the monitor's probe rules (proxy against gold, fluency at
+``--shift``) would first fire (``OUT/gold.json``).
 """
 
 from __future__ import annotations
@@ -81,10 +82,12 @@ def _answers(spec: str, prompts: list[str]) -> list[str]:
     return [g.texts[0] for g in gens]
 
 
-def rescore(out: Path, score) -> list[dict]:
+def rescore(out: Path, score, fluency=None, shift: float | None = None) -> list[dict]:
     """Proxy against gold per checkpoint, from ``OUT/probe.jsonl``: the training probe
     (``GoldProbe.measure``) run on each checkpoint's probe answers in turn, so the rows and
-    the divergence rule are the ones ``--probe-every`` gives during training."""
+    the divergence rule are the ones ``--probe-every`` gives during training. With
+    ``fluency`` (the starting model's NLL), the probe's fluency rule too, at ``shift``."""
+    from constitutional.evaluation.overtraining import PROBE_FLUENCY_SHIFT
     from constitutional.train.rl import GoldProbe, Rewards
 
     rows = [json.loads(x) for x in (out / "probe.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -92,14 +95,15 @@ def rescore(out: Path, score) -> list[dict]:
     first = [r for r in rows if r["checkpoint"] == rows[0]["checkpoint"]]
     probe = [([{"role": "user", "content": r["prompt"]}], "harmful" if i < n else "helpful")
              for i, r in enumerate(first)]
-    rewards = Rewards(score)
-    watch = GoldProbe(probe, every=1, score=score, rewards=rewards, tokenizer=None, max_new_tokens=0)
+    rewards = Rewards(score, fluency=fluency)
+    watch = GoldProbe(probe, every=1, score=score, rewards=rewards, tokenizer=None, max_new_tokens=0,
+                      fluency_shift=shift or PROBE_FLUENCY_SHIFT)
     table = []
     for name in dict.fromkeys(r["checkpoint"] for r in rows):
         got = [r for r in rows if r["checkpoint"] == name]
         row = watch.measure(got[0]["step"], [r["answer"] for r in got])
         table.append({"checkpoint": name, **{k: round(v, 3) for k, v in row.items()},
-                      "divergence": rewards.standing})
+                      "warnings": rewards.standing})
     return table
 
 
@@ -121,8 +125,11 @@ def main() -> None:
     ap.add_argument("--probe-every", type=int, default=0, help="the monitor's proxy-against-gold "
                     "probe during training, on the same probe prompts (0: off)")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--rescore", action="store_true", help="only set proxy against gold for "
-                    "the probe answers already in --out")
+    ap.add_argument("--rescore", action="store_true", help="only set proxy against gold (and "
+                    "the probe's fluency under the starting model) for the probe answers already "
+                    "in --out")
+    ap.add_argument("--shift", type=float, default=None, help="with --rescore: the probe "
+                    "fluency rule's threshold (default: the shipped one)")
     args = ap.parse_args()
     if not args.pm and not args.sentence:
         ap.error("give --pm or --sentence")
@@ -130,9 +137,9 @@ def main() -> None:
     out = Path(args.out or f"benchmarks/out/overopt-{'sentence-' if judge else ''}lr{args.lr:g}-seed{args.seed}"
                + (f"-stop{args.stop_on_warning}" if args.stop_on_warning else ""))
     if args.rescore:
-        from constitutional.train.rl import pm_scorer
+        from constitutional.train.rl import pm_scorer, reference_nll
 
-        table = rescore(out, judge or pm_scorer(args.pm))
+        table = rescore(out, judge or pm_scorer(args.pm), reference_nll("smollm2"), args.shift)
         (out / "gold.json").write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
         print(json.dumps(table, indent=1))
         return

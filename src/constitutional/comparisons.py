@@ -27,7 +27,10 @@ from typing import Any, Literal
 
 import logging
 
-from .errors import CaiError
+from pydantic import Field
+
+from .config import StageConfig
+from .errors import CaiError, input_file
 from .hashing import content_hash
 from .jsonio import jsonl_objects
 
@@ -138,14 +141,24 @@ class Comparisons(list):
     skipped: list[str]
 
 
+class ComparisonSource(StageConfig):
+    """A file of comparisons to measure on, as a command names it."""
+
+    data: Path = Field(description="Comparisons: our labels/preferences JSONL, HH-RLHF (.jsonl "
+                       "or .jsonl.gz), or a BIG-bench HHH task.json.")
+    format: Format = Field("auto", description="auto, ours, hh or hhh.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N comparisons.")
+
+    def load(self) -> "Comparisons":
+        return load_comparisons(self.data, self.format, self.limit)
+
+
 def load_comparisons(path: str | Path, fmt: Format = "auto", limit: int | None = None,
                      strict: bool = False) -> Comparisons:
     """Load comparisons. A malformed row of an external file (HH-RLHF has a few whose two
     dialogues differ before the last turn) is skipped with a warning naming its line,
     unless ``strict``; our own files must be clean."""
-    path = Path(path)
-    if not path.is_file():
-        raise CaiError(f"{path}: no such file")
+    path = input_file(path)
     fmt = detect_format(path) if fmt == "auto" else fmt
     skipped: list[str] = []
     if fmt == "hhh":

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from .config import key_line
-from .errors import CaiError
+from .errors import CaiError, input_file
 from .hashing import content_hash
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -202,10 +202,7 @@ def load(path: str | Path | None = None) -> Constitution:
 
 
 def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise CaiError(f"{path}: no such file")
-    if not path.is_file():
-        raise CaiError(f"{path}: not a file")
+    input_file(path)
     data = path.read_bytes()
     try:
         return data.decode("utf-8")

@@ -30,7 +30,7 @@ from pydantic import Field, model_validator
 from .backends.base import (Backend, ChoiceRequest, GenerationRequest, Message, RequestsFailed,
                             Sampling, call_grouped)
 from .config import StageConfig
-from .errors import CaiError
+from .errors import CaiError, input_file
 from .constitution import Constitution, Principle
 from .hashing import content_hash
 from .records import Comparison, as_record
@@ -352,9 +352,7 @@ def pairs_from_file(path: str | Path) -> list[dict[str, Any]]:
 
     from .jsonio import jsonl_objects
 
-    path = Path(path)
-    if not path.is_file():
-        raise CaiError(f"{path}: no such file")
+    path = input_file(path)
     good, bad = [], []
     for n, row in jsonl_objects(path):
         missing = [f for f in ("id", "messages", "responses") if f not in row]

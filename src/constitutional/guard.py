@@ -35,7 +35,7 @@ from .config import Names, StageConfig
 from .constitution import Constitution
 from .errors import CaiError
 from .hashing import content_hash
-from .jsonio import now, read_json, write_json
+from .jsonio import now, output_path, read_json, write_json
 from .prompts import Prompt
 from .provenance import provenance
 
@@ -77,6 +77,18 @@ def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float):
     for label in (0, 1):
         w[y == label] *= len(y) / 2 / max(w[y == label].sum(), 1e-9)
     return LogisticRegression(C=c, max_iter=5000).fit(x, y, sample_weight=w)
+
+
+def red_team_of(run: str | Path) -> str:
+    """A ``cai run`` folder's red-team prompts (its training set, with what its redteam stage
+    grew), as a prompt file for ``train_guard``."""
+    from .layout import RunLayout
+
+    found = RunLayout(run).prompt_set("train_redteam")
+    if not found.is_file():
+        raise CaiError(f"{run}: no red-team prompts ({found} is missing: run its prompts "
+                       "stage first, e.g. cai run CONFIG --out RUN --only prompts)")
+    return str(found)
 
 
 def train_guard(harmful: list[Prompt], helpful: list[Prompt], borderline: list[Prompt],
@@ -261,8 +273,7 @@ class DecisionLog:
     """Every decision of a serving guard, one JSON line each, appended and fsynced."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = output_path(path)
 
     def write(self, row: dict[str, Any]) -> None:
         import os

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import CaiError
+from .errors import CaiError, input_file
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,7 @@ def jsonl_objects(path: str | Path, objects_only: bool = True,
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Every record of a JSONL file someone hands us; the file is never modified."""
-    path = Path(path)
-    if not path.is_file():
-        raise CaiError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
+    path = input_file(path)
     return [row for _, row in jsonl_objects(path)]
 
 
@@ -71,8 +69,7 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     The folder is locked for this process first (one writer per folder)."""
     from .lock import lock_folder
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = output_path(path)
     lock_folder(path.parent)
     n = 0
 
@@ -84,6 +81,13 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
 
     _atomic(path, write)
     return n
+
+
+def output_path(path: str | Path) -> Path:
+    """``path`` as a ``Path`` whose folder exists (made if need be), for a file to write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _atomic(path: Path, write: "Any") -> None:

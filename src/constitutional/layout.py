@@ -23,6 +23,33 @@ VERDICTS = "verdicts.jsonl"
 BY_ROUND = "by_round.json"
 
 
+# Each file and folder of a run, relative to its root: ``RunLayout(root).labels`` is
+# ``root / "rlaif/labels.jsonl"``.
+PATHS = {
+    # inputs and provenance
+    "config": "config.json", "provenance": "provenance.json", "markers": ".cai/stages",
+    "prompts": "prompts", "grown": "prompts/grown",
+    # SL-CAI
+    "critique_dir": "critique", "critique": "critique/critique.jsonl",
+    "helpful_dir": "helpful", "helpful": "helpful/generate.jsonl",
+    "sft_dir": "sft", "sft": "sft/sft.jsonl",
+    # RLAIF
+    "rlaif": "rlaif", "pairs": "rlaif/pairs.jsonl", "labels": "rlaif/labels.jsonl",
+    "labels_manifest": "rlaif/labels.manifest.json",
+    "pm_eval": "pm-eval", "pm_train": "pm-eval/train.jsonl", "pm_metrics": "pm-eval/eval_pm.json",
+    # the feedback model measured on the bundled clear-cut cases, and its preference for its
+    # own answers where that was measured into the run (``cai eval self-preference --out
+    # RUN/judge/self-preference``)
+    "judge_check": "judge/judge_check.json",
+    "self_preference": "judge/self-preference/self_preference.json",
+    # evaluation (refusals by language: ``[eval] locales``, or ``cai eval locales --out
+    # RUN/eval/locales``) and the report
+    "eval": "eval", "metrics": f"eval/{METRICS}", "verdicts": f"eval/{VERDICTS}",
+    "by_round": f"eval/{BY_ROUND}", "locales": "eval/locales/locales.json",
+    "robustness": "robustness/robustness.json", "report": "report.html",
+}
+
+
 @dataclass(frozen=True)
 class RunLayout:
     root: Path
@@ -30,127 +57,16 @@ class RunLayout:
     def __init__(self, root: str | Path):
         object.__setattr__(self, "root", Path(root))
 
-    # inputs and provenance
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
-
-    @property
-    def provenance(self) -> Path:
-        return self.root / "provenance.json"
-
-    @property
-    def markers(self) -> Path:
-        return self.root / ".cai" / "stages"
-
-    @property
-    def prompts(self) -> Path:
-        return self.root / "prompts"
+    def __getattr__(self, name: str) -> Path:
+        if name not in PATHS:  # ``root`` included, before it is set (a copy, a pickle)
+            raise AttributeError(name)
+        return self.root / PATHS[name]
 
     def prompt_set(self, name: str) -> Path:
-        return self.prompts / f"{name}.jsonl"
-
-    @property
-    def grown(self) -> Path:
-        return self.prompts / "grown"
-
-    # SL-CAI
-    @property
-    def critique_dir(self) -> Path:
-        return self.root / "critique"
-
-    @property
-    def critique(self) -> Path:
-        return self.critique_dir / "critique.jsonl"
-
-    @property
-    def helpful_dir(self) -> Path:
-        return self.root / "helpful"
-
-    @property
-    def helpful(self) -> Path:
-        return self.helpful_dir / "generate.jsonl"
-
-    @property
-    def sft_dir(self) -> Path:
-        return self.root / "sft"
-
-    @property
-    def sft(self) -> Path:
-        return self.sft_dir / "sft.jsonl"
-
-    # RLAIF
-    @property
-    def rlaif(self) -> Path:
-        return self.root / "rlaif"
-
-    @property
-    def pairs(self) -> Path:
-        return self.rlaif / "pairs.jsonl"
-
-    @property
-    def labels(self) -> Path:
-        return self.rlaif / "labels.jsonl"
-
-    @property
-    def labels_manifest(self) -> Path:
-        return self.rlaif / "labels.manifest.json"
+        return self.root / "prompts" / f"{name}.jsonl"
 
     def model(self, name: Literal["sft", "pm", "rl"]) -> Path:
         return self.root / "models" / name
 
     def training_manifest(self, name: Literal["sft", "pm", "rl"]) -> Path:
         return self.model(name) / "cai_training.json"
-
-    @property
-    def pm_eval(self) -> Path:
-        return self.root / "pm-eval"
-
-    @property
-    def pm_train(self) -> Path:
-        return self.pm_eval / "train.jsonl"
-
-    @property
-    def pm_metrics(self) -> Path:
-        return self.pm_eval / "eval_pm.json"
-
-    @property
-    def judge_check(self) -> Path:
-        """The feedback model measured on the bundled clear-cut cases."""
-        return self.root / "judge" / "judge_check.json"
-
-    @property
-    def self_preference(self) -> Path:
-        """The judge's preference for its own answers, where it was measured into the run
-        (``cai eval self-preference --out RUN/judge/self-preference``)."""
-        return self.root / "judge" / "self-preference" / "self_preference.json"
-
-    # evaluation and report
-    @property
-    def eval(self) -> Path:
-        return self.root / "eval"
-
-    @property
-    def metrics(self) -> Path:
-        return self.eval / METRICS
-
-    @property
-    def verdicts(self) -> Path:
-        return self.eval / VERDICTS
-
-    @property
-    def by_round(self) -> Path:
-        return self.eval / BY_ROUND
-
-    @property
-    def locales(self) -> Path:
-        """Refusals by language (``[eval] locales``, or ``cai eval locales --out RUN/eval/locales``)."""
-        return self.eval / "locales" / "locales.json"
-
-    @property
-    def robustness(self) -> Path:
-        return self.root / "robustness" / "robustness.json"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report.html"

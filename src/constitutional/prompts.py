@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .backends.base import Message
 from .config import StageConfig
-from .errors import CaiError
+from .errors import CaiError, input_file
 from .hashing import content_hash
 
 TEXT_COLUMNS = ("prompt", "text", "goal", "question", "instruction")
@@ -120,9 +120,7 @@ def load_prompts(path: str | Path, column: str | None = None,
     """Read prompts, dropping exact duplicates (same conversation) but keeping order.
     ``where`` keeps only rows whose columns equal the given values (XSTest's
     ``label=safe``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CaiError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
+    path = input_file(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:

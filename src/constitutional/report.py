@@ -10,6 +10,7 @@ provenance (constitution hash, models, config, package version, commit).
 
 from __future__ import annotations
 
+import functools
 import json
 from html import escape
 from pathlib import Path
@@ -40,6 +41,18 @@ def _read(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     except json.JSONDecodeError:
         return None
+
+
+def _reads(name: str):
+    """A report section drawn from one file of the run (``RunLayout``'s ``name``): given
+    its contents, and left out where the run has none."""
+    def wrap(section):
+        @functools.wraps(section)
+        def drawn(run: Path) -> list[str]:
+            data = _read(getattr(RunLayout(run), name))
+            return section(data) if data else []
+        return drawn
+    return wrap
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -546,15 +559,17 @@ def _eval_sections(run: Path) -> list[str]:
     return out
 
 
+def _tasks(cap: dict[str, Any] | None) -> list[str]:
+    """The capability tasks any model was measured on (none without a capability result)."""
+    return sorted({t for tasks in cap["per_model"].values() for t in tasks}) if cap else []
+
+
 def _capability_section(run: Path) -> list[str]:
     """Harm against capability, per model: the judge-free refusal rates next to the
     benchmark accuracy, as a table, a Pareto view and the paired tests."""
     metrics = _read(RunLayout(run).metrics) or {}
-    cap = metrics.get("capability")
-    if not cap:
-        return []
-    out = []
-    for task in sorted({t for tasks in cap["per_model"].values() for t in tasks}):
+    cap, out = metrics.get("capability"), []
+    for task in _tasks(cap):
         points, rows = {}, []
         for model, tasks in cap["per_model"].items():
             v = tasks.get(task)
@@ -591,13 +606,11 @@ def _capability_section(run: Path) -> list[str]:
     return out
 
 
-def _locale_section(run: Path) -> list[str]:
+@_reads("locales")
+def _locale_section(result: dict[str, Any]) -> list[str]:
     """Refusals in each language beside English on the same prompts, per model."""
     from .evaluation.locales import cell
 
-    result = _read(RunLayout(run).locales)
-    if not result:
-        return []
     rows = []
     for name, m in result["models"].items():
         for loc, kinds in m["by_locale"].items():
@@ -658,11 +671,8 @@ def _temperature_section(run: Path) -> list[str]:
 def _capability_overview(metrics: dict[str, Any]) -> list[str]:
     """Whether capability changed between models, by the report's convention: p < 0.01 is
     a change, p < 0.05 weak evidence of one."""
-    cap = metrics.get("capability")
-    if not cap:
-        return []
-    parts = []
-    for task in sorted({t for tasks in cap["per_model"].values() for t in tasks}):
+    cap, parts = metrics.get("capability"), []
+    for task in _tasks(cap):
         accs = ", ".join(f"{_e(_label(m))} {tasks[task]['acc']:.1%}"
                          for m, tasks in cap["per_model"].items() if task in tasks)
         n = next(tasks[task]["n"] for tasks in cap["per_model"].values() if task in tasks)
@@ -690,10 +700,8 @@ def _capability_overview(metrics: dict[str, Any]) -> list[str]:
     return parts
 
 
-def _pm_section(run: Path) -> list[str]:
-    m = _read(RunLayout(run).pm_metrics)
-    if not m:
-        return []
+@_reads("pm_metrics")
+def _pm_section(m: dict[str, Any]) -> list[str]:
     pts = [((b["lo"] + b["hi"]) / 2 if b["mean_predicted"] is None else b["mean_predicted"],
             b["observed"]) for b in m["reliability"] if b["count"]]
     return [_section("pm-calibration", "Preference-model calibration", lines(
@@ -705,10 +713,8 @@ def _pm_section(run: Path) -> list[str]:
         "Held-out AI labels; both sides of every pair are counted.")]
 
 
-def _robustness_section(run: Path) -> list[str]:
-    m = _read(RunLayout(run).robustness)
-    if not m:
-        return []
+@_reads("robustness")
+def _robustness_section(m: dict[str, Any]) -> list[str]:
     ops = list(m["per_mutation"])
     return [_section("robustness", "Robustness under red-team mutations", hbars(
         "robustness", f"violation rate by mutation ({m['model']})", ops,
@@ -751,9 +757,13 @@ def _training_section(run: Path) -> list[str]:
                 return {k: v for k, v in got.items() if v}
             kl = [(h["step"], float(h["kl"])) for h in m["log_history"] if "kl" in h]
             marks = [(e["batch"], e["warning"]) for e in m.get("warning_events") or []]
+            probe = {f"probe {k}": [(p["step"], float(p[k])) for p in m.get("probe") or []
+                                    if isinstance(p.get(k), (int, float))]
+                     for k in ("proxy", "gold", "nll_ref")}  # the held-out probe's, when set
             extra.append(lines("rl-reward", "reward, KL and fluency by step (dashed: a warning)",
                                {**over(("reward_raw",)), **({"kl": kl} if kl else {}),
-                                **over(("nll_ref",))}, xlabel="step", marks=marks))
+                                **over(("nll_ref",)), **{k: v for k, v in probe.items() if v}},
+                               xlabel="step", marks=marks))
             extra.append(lines("overtraining", "RL over-training monitor by step (dashed: a warning)",
                                over(("boilerplate_rate", "shared_phrase_rate", "distinct_2",
                                      "refusal_rate", "repeated_share")), xlabel="step", marks=marks))

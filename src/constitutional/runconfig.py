@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .backends.spec import DEFAULT_MODEL
 from .config import key_line
 from .critique import CritiqueConfig
-from .errors import CaiError
+from .errors import CaiError, input_file
 from .evaluation.suite import EvalConfig
 from .feedback import LabelConfig
 from .generate import GenerateConfig, PairsConfig
@@ -118,10 +118,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineC
     """A pipeline TOML (``None``: all defaults), then ``key=value`` overrides on top."""
     text, raw, where = "", {}, "config"
     if path is not None:
-        path = Path(path)
+        path = input_file(path)
         where = str(path)
-        if not path.is_file():
-            raise CaiError(f"{path}: no such file")
         try:
             text = path.read_text(encoding="utf-8")
             raw = tomllib.loads(text)

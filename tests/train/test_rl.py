@@ -60,7 +60,8 @@ def test_fluency_under_the_starting_model_warns_when_it_moves_and_a_streak_stops
     assert r.first_warning == 5 and stop.stopped_at == 6
     # a loop reads as likelier than any real answer: the warning goes both ways
     down = iter([2.0, 2.2, 2.1, 0.5, 0.4])
-    d = Rewards(score=lambda p, t: [0.0] * len(t), fluency=lambda p, t: [next(down)] * len(t))
+    d = Rewards(score=lambda p, t: [0.0] * len(t), fluency=lambda p, t: [next(down)] * len(t),
+                fluency_rise=1.0)
     for _ in range(5):
         d(PROMPTS, ANSWERS)
     assert [bool(w) for w in d.warnings] == [False, False, False, False, True]
@@ -69,6 +70,39 @@ def test_fluency_under_the_starting_model_warns_when_it_moves_and_a_streak_stops
     quiet = StopOnWarnings(r, after=0)
     quiet.on_step_end(None, state, TrainerControl())
     assert quiet.stopped_at is None
+
+
+def test_batch_fluency_is_logged_but_warns_only_when_asked_and_the_probe_carries_it():
+    """By default a batch's NLL is logged, not warned on (which prompts a batch drew moves
+    it by a nat on a healthy run); the probe, which asks the same prompts each time, warns
+    when its answers' NLL moves past the shift, either way."""
+    from constitutional.train.rl import GoldProbe
+
+    swings = iter([2.9, 1.6, 1.9, 3.4, 3.6, 3.2])  # a healthy run's batches, prompt by prompt
+    r = Rewards(score=lambda p, t: [0.0] * len(t), fluency=lambda p, t: [next(swings)] * len(t))
+    for _ in range(6):
+        r(PROMPTS, ANSWERS)
+    assert [h["nll_ref"] for h in r.history] == [2.9, 1.6, 1.9, 3.4, 3.6, 3.2]
+    assert r.first_warning is None and r.events == []
+
+    probe = [([{"role": "user", "content": "How do I boil an egg?"}], "helpful"),
+             ([{"role": "user", "content": "What is the capital of France?"}], "helpful")]
+    # a training batch, three probes (the last: a loop, likelier), a training batch
+    readings = iter([[2.0, 2.0], [1.2, 1.4], [1.1, 1.3], [0.6, 0.7], [2.0, 2.0]])
+    r = Rewards(score=lambda p, t: [0.0] * len(t), fluency=lambda p, t: next(readings))
+    r(PROMPTS, ANSWERS)
+    g = GoldProbe(probe, every=5, score=lambda p, t: [0.0] * len(t), rewards=r, tokenizer=None,
+                  max_new_tokens=32, fluency_shift=0.5)
+    answers = ["Boil it for eight minutes.", "Paris."]
+    g.measure(0, answers)
+    g.measure(5, answers)  # 1.3 → 1.2: quiet
+    assert r.events == [] and g.history[1]["nll_ref"] == pytest.approx(1.2)
+    g.measure(10, ["egg egg egg egg egg egg egg egg", "Paris Paris Paris Paris Paris"])
+    [event] = r.events
+    assert event["warning"] == ("fluency on the probe: NLL under the starting model 1.30 → 0.65 "
+                                "(a move over 0.5 down: more repetitive)")
+    r(PROMPTS, ANSWERS)  # it stands on the next batches until a probe finds otherwise
+    assert r.warnings[-1] == [event["warning"]]
 
 
 def test_the_gold_probe_warns_when_the_reward_rises_on_answers_that_loop():
@@ -142,7 +176,7 @@ def test_rl_and_dpo_on_the_real_model(tmp_path):
     assert (tmp_path / "rl" / "checkpoints" / "checkpoint-1").is_dir()
     # proxy against gold: the held-out probe answered before the first step and after each
     assert [p["step"] for p in m["probe"]] == [0, 1, 2] and "probe at step 0: reward" in log
-    assert all({"proxy", "gold", "degenerate", "mean_words"} <= set(p) for p in m["probe"])
+    assert all({"proxy", "gold", "degenerate", "mean_words", "nll_ref"} <= set(p) for p in m["probe"])
     assert 0 < m["probe_s"] < cost["train_s"]
     best = max(m["probe"][1:], key=lambda p: (p["gold"], -p["step"]))
     assert m["checkpoint_best_gold"] == str(tmp_path / "rl" / "checkpoints" / f"checkpoint-{best['step']}")

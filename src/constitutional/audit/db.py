@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import CaiError
-from ..jsonio import jsonl_objects
+from ..jsonio import jsonl_objects, output_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -65,10 +65,17 @@ def _sha(token: str) -> str:
 
 class AuditDB:
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = output_path(path)
         with self.connect() as db:
             db.executescript(SCHEMA)
+
+    @classmethod
+    def existing(cls, path: str | Path) -> "AuditDB":
+        """The database at ``path``, which a sample must have made already."""
+        if not Path(path).exists():
+            raise CaiError(f"{path}: no audit database; run `cai audit sample RUN --db {path}` "
+                           "first")
+        return cls(path)
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -119,6 +126,10 @@ class AuditDB:
             return [dict(r) for r in db.execute("SELECT * FROM ai_labels")]
 
     # -- reviewers -----------------------------------------------------------------
+    def new_tokens(self, reviewers: list[str]) -> list[tuple[str, str]]:
+        """A new token for each reviewer: [(name, token), …]."""
+        return [(name, self.new_token(name)) for name in reviewers]
+
     def new_token(self, reviewer: str) -> str:
         if not reviewer.strip():
             raise CaiError("reviewer name is empty")

@@ -27,6 +27,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
+from pydantic import Field
+
+from ..config import StageConfig
 from ..errors import CaiError
 from ..layout import RunLayout
 from ..hashing import content_hash
@@ -173,6 +176,15 @@ def stratified(items: list[dict[str, Any]], n: int, seed: int = 0,
         picked += random.Random(content_hash([seed, s])).sample(pool, take[s])
     random.Random(seed).shuffle(picked)
     return picked
+
+
+class SampleConfig(StageConfig):
+    """``cai audit sample``: how many AI judgments of which kinds, and how they are drawn."""
+
+    n: int = Field(100, ge=1, description="How many items to sample.")
+    kinds: str = Field("label,harm,critique", description="Which judgments: label, harm, critique.")
+    low_weight: float = Field(3.0, gt=0, description="Oversampling weight of low-confidence strata.")
+    seed: int = Field(0, description="Seeds the draw.")
 
 
 def sample_run(run: str | Path, n: int, kinds: str | tuple[str, ...], *, seed: int = 0,

@@ -1,16 +1,20 @@
 """Command-line options made from configs, so each default and help text lives in one place.
 
-``options(CritiqueConfig)`` gives a command one option per field of the stage's config and
-hands it a validated ``config``; ``models(...)`` gives it the model options every
-model-calling command shares (spec, batch size, Ray) and hands it ``ModelConfig`` handles.
+``command(app, name, CritiqueConfig, roles=("model",), prompts={})`` registers a command
+with one option per field of the config (handed over as a validated ``config``), the model
+options every model-calling command shares (``ModelConfig`` handles), a prompt source (a
+list of ``Prompt``), and as asked ``--out``, ``--constitution`` (handed over loaded),
+``--overwrite`` and ``--chunk-size``.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import typer
@@ -20,6 +24,8 @@ from ..config import StageConfig
 from ..errors import CaiError
 
 C = TypeVar("C", bound=StageConfig)
+Decorator = Callable[[Callable], Callable]
+SHORT = {"data": "-d"}  # a config field's one-letter flag
 
 
 def option_name(field: str) -> str:
@@ -27,7 +33,7 @@ def option_name(field: str) -> str:
 
 
 def group(added: list[inspect.Parameter], build: Callable[[dict[str, Any]], dict[str, Any]],
-          gives: tuple[str, ...], tag: dict[str, Any] | None = None) -> Callable[[Callable], Callable]:
+          gives: tuple[str, ...], tag: dict[str, Any] | None = None) -> Decorator:
     """A decorator that adds the options ``added`` to a Typer command and hands the command
     ``build(their values)`` instead: the keyword arguments named in ``gives``."""
 
@@ -57,27 +63,37 @@ def group(added: list[inspect.Parameter], build: Callable[[dict[str, Any]], dict
     return wrap
 
 
-def _option(name: str, kind: Any, default: Any, *decls: str, help: str = "") -> inspect.Parameter:
+def _option(name: str, kind: Any, default: Any, *decls: str, help: str = "",
+            **kw: Any) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
-                             default=typer.Option(default, *decls, help=help))
+                             default=typer.Option(default, *decls, help=help, **kw))
 
 
-def options(model: type[C], skip: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
-    """Add one command-line option per field of ``model`` to a Typer command and hand the
-    command a validated ``config`` instead. Fields in ``skip`` keep their default, and so do
-    nested configs (a table of their own in a pipeline TOML, such as ``[eval.capability]``)."""
+def one(name: str, kind: Any, default: Any, *decls: str, help: str,
+        build: Callable[[Any], Any] = lambda v: v, **kw: Any) -> Decorator:
+    """A single option handed to the command as ``build(its value)``."""
+    return group([_option(name, kind, default, *decls, help=help, **kw)],
+                 lambda values: {name: build(values[name])}, (name,))
+
+
+def options(model: type[C], skip: tuple[str, ...] = (),
+            only: tuple[str, ...] | None = None) -> Decorator:
+    """Add one command-line option per field of ``model`` (or of those in ``only``) to a Typer
+    command and hand the command a validated ``config`` instead. Fields in ``skip`` keep
+    their default, and so do nested configs (a table of their own in a pipeline TOML, such
+    as ``[eval.capability]``); a field without a default is a required option."""
     fields = {name: f for name, f in model.model_fields.items()
-              if name not in skip and not _nested(f.annotation)}
+              if name not in skip and (only is None or name in only) and not _nested(f.annotation)}
     added = []
     for name, field in fields.items():
         kind = _cli_type(field.annotation)
-        default = field.get_default(call_default_factory=True)
-        decl = option_name(name)
+        default = ... if field.is_required() else field.get_default(call_default_factory=True)
+        decls = [option_name(name), *([SHORT[name]] if name in SHORT else [])]
         if kind is bool:
-            decl = f"{decl}/--no-{decl[2:]}"
+            decls[0] = f"{decls[0]}/--no-{decls[0][2:]}"
         if _is_variadic(kind):
             kind, default = list[str], list(default)
-        added.append(_option(name, kind, default, decl, help=field.description or ""))
+        added.append(_option(name, kind, default, *decls, help=field.description or ""))
 
     def build(values: dict[str, Any]) -> dict[str, Any]:
         values = {k: (tuple(v) if isinstance(v, list) and _is_tuple(model, k) else v)
@@ -100,7 +116,7 @@ ROLES = {
 
 
 def models(*roles: str, required: tuple[str, ...] = (), batch_size: int | None = 32,
-           ray: bool = True) -> Callable[[Callable], Callable]:
+           ray: bool = True) -> Decorator:
     """The model options a command shares with every other: a spec per role (``model``,
     ``feedback``), ``--batch-size`` and, where batches can fan out, ``--ray`` and
     ``--ray-address``. The command receives one ``ModelConfig`` per role (device and dtype:
@@ -140,7 +156,7 @@ def models(*roles: str, required: tuple[str, ...] = (), batch_size: int | None =
 def prompt_source(default: str | None = "bundled:redteam", *, limit: int | None = None,
                   filters: bool = False, flag: str = "--prompts", keep_limit: bool = False,
                   help: str = "bundled:redteam|helpful|borderline, or a JSONL/CSV file."
-                  ) -> Callable[[Callable], Callable]:
+                  ) -> Decorator:
     """``--prompts/-p`` (or ``flag``), ``--column`` and ``--limit`` (with ``filters``:
     ``--where`` and ``--category-column`` too); the command receives ``prompts``, a list of
     ``Prompt`` (and, with ``keep_limit``, ``limit``)."""
@@ -168,6 +184,75 @@ def prompt_source(default: str | None = "bundled:redteam", *, limit: int | None 
                                            values.get("category_column", "category")), **kept}
 
     return group(added, build, ("prompts", "limit") if keep_limit else ("prompts",))
+
+
+def constitution(required: bool = False) -> Decorator:
+    """``--constitution/-c``, handed to the command loaded (``default``: the packaged one)."""
+    from .. import constitution as c
+
+    return one("constitution", str, ... if required else "default", "--constitution", "-c",
+               help="Constitution TOML ('default': the packaged one).",
+               build=lambda path: c.load(None if path == "default" else path))
+
+
+def command(app: typer.Typer, name: str | None = None, config: type[C] | None = None, *,
+            skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
+            roles: tuple[str, ...] = (), batch_size: int | None = 32, ray: bool = True,
+            prompts: dict[str, Any] | None = None, out: str | None = None,
+            out_required: bool = True, constitution_file: bool = False,
+            overwrite: bool = False, chunk: tuple[int, str] | None = None) -> Decorator:
+    """Register a command on ``app`` with the option groups it asks for: ``config``'s
+    fields, a ``ModelConfig`` per role, ``prompts`` (``prompt_source``'s arguments),
+    ``out_dir`` (``--out``, a folder for ``out``), a loaded ``constitution``, ``overwrite``
+    and ``chunk_size`` (default, what one flush holds)."""
+    groups = [
+        config and options(config, skip, only),
+        roles and models(*roles, batch_size=batch_size, ray=ray),
+        prompts is not None and prompt_source(**prompts),
+        out and one("out_dir", Path if out_required else typing.Optional[Path],
+                    ... if out_required else None, "--out", "-o", help=f"Folder for {out}."),
+        constitution_file and constitution(),
+        overwrite and one("overwrite", bool, False, "--overwrite",
+                          help="Replace records made with other settings."),
+        chunk and one("chunk_size", int, chunk[0], "--chunk-size", min=1,
+                      help=f"{chunk[1]} per flush to disk."),
+    ]
+
+    def wrap(f: Callable) -> Callable:
+        for g in reversed([g for g in groups if g]):
+            f = g(f)
+        return app.command(name)(f)
+
+    return wrap
+
+
+def named(specs: list[str], like: Any) -> dict[str, Any]:
+    """``NAME=SPEC`` (or a bare spec, named after itself) → that model, with ``like``'s
+    settings (a ``ModelConfig``)."""
+    out = {}
+    for s in specs:
+        name, _, spec = s.partition("=") if "=" in s and not s.startswith("hf:") else (s, "", s)
+        out[name] = like.using(spec)
+    return out
+
+
+def sub_app(app: typer.Typer, name: str, help: str) -> typer.Typer:
+    """A command group (``cai eval …``) added to ``app``."""
+    sub = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(sub, name=name)
+    return sub
+
+
+def renamed(app: typer.Typer, old: str, new: str, command: Callable) -> None:
+    """Keep an old command name working for now, with a one-line notice."""
+
+    @functools.wraps(command)
+    def alias(**kwargs: Any) -> Any:
+        print(f"note: `cai {old}` is now `cai {new}`; the old name still works for now",
+              file=sys.stderr)
+        return command(**kwargs)
+
+    app.command(old.split()[-1], hidden=True)(alias)
 
 
 def where(items: list[str]) -> dict[str, str] | None:

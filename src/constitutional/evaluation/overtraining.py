@@ -190,28 +190,28 @@ def monitor(responses: Sequence[str], near_duplicate: float = 0.7,
     }
 
 
-def warnings_for(stats: dict[str, float], t: Thresholds = Thresholds()) -> list[str]:
-    out = []
-    if stats["n"] and stats["boilerplate_rate"] > t.boilerplate_rate:
-        out.append(f"boilerplate rate {stats['boilerplate_rate']:.2f} > {t.boilerplate_rate}")
-    if stats["n"] and stats.get("shared_phrase_rate", 0) > t.shared_phrase_rate:
-        out.append(f"boilerplate: {stats['shared_phrase_rate']:.0%} of responses to different "
-                   f"prompts share a phrase (> {t.shared_phrase_rate:.0%}), e.g. "
-                   f"\"{stats.get('shared_phrase')}\"")
-    if stats["n"] and stats["distinct_2"] < t.distinct_2:
-        out.append(f"distinct-2 {stats['distinct_2']:.2f} < {t.distinct_2}")
-    if stats["n"] and stats["refusal_rate"] > t.refusal_rate:
-        out.append(f"refusal rate {stats['refusal_rate']:.2f} > {t.refusal_rate}")
-    if stats["n"] and stats.get("repeated_share", 0) > t.repeated_share:
-        out.append(f"repeated words inside responses {stats['repeated_share']:.2f} > "
-                   f"{t.repeated_share} (degeneration)")
-    if stats["n"] and stats.get("run_rate", 0) > t.run_rate:
-        out.append(f"{stats['run_rate']:.0%} of responses repeat a word {RUN}+ times in a row "
-                   f"(degeneration; longest {stats['longest_run']})")
-    if stats["n"] and stats.get("compression") is not None and stats["compression"] < t.compression:
-        out.append(f"compression ratio {stats['compression']:.2f} < {t.compression} "
-                   "(repetitive responses)")
-    return out
+# Each rule: the figure, whether a warning is a rise above (+1) or a fall below (-1) its
+# threshold in ``Thresholds``, and the warning's text (over the stats ``s``, the threshold ``t``).
+RULES: tuple[tuple[str, int, str], ...] = (
+    ("boilerplate_rate", 1, "boilerplate rate {s[boilerplate_rate]:.2f} > {t}"),
+    ("shared_phrase_rate", 1, "boilerplate: {s[shared_phrase_rate]:.0%} of responses to different "
+     "prompts share a phrase (> {t:.0%}), e.g. \"{s[shared_phrase]}\""),
+    ("distinct_2", -1, "distinct-2 {s[distinct_2]:.2f} < {t}"),
+    ("refusal_rate", 1, "refusal rate {s[refusal_rate]:.2f} > {t}"),
+    ("repeated_share", 1, "repeated words inside responses {s[repeated_share]:.2f} > {t} "
+     "(degeneration)"),
+    ("run_rate", 1, "{s[run_rate]:.0%} of responses repeat a word " + str(RUN) + "+ times in a "
+     "row (degeneration; longest {s[longest_run]})"),
+    ("compression", -1, "compression ratio {s[compression]:.2f} < {t} (repetitive responses)"),
+)
+
+
+def warnings_for(stats: dict[str, Any], t: Thresholds = Thresholds()) -> list[str]:
+    """A warning for each figure of ``stats`` past its threshold (``RULES``)."""
+    if not stats["n"]:
+        return []
+    return [text.format(s=stats, t=getattr(t, key)) for key, sign, text in RULES
+            if stats.get(key) is not None and sign * (stats[key] - getattr(t, key)) > 0]
 
 
 DEGENERATE_SHARE = 0.5  # an answer this much inside repeated trigrams, or with a run, loops
@@ -262,6 +262,25 @@ def proxy_against_gold(history: Sequence[dict[str, float]], rise: float = PROXY_
                 f"{first['degenerate']:.0%} → {last['degenerate']:.0%}, mean words "
                 f"{first['mean_words']:.0f} → {last['mean_words']:.0f})")
     return None
+
+
+# The probe answers' mean per-token NLL under the starting model, against the first probe's:
+# a move this large either way is a fluency warning (see ``probe_fluency``).
+PROBE_FLUENCY_SHIFT = 0.5
+
+
+def probe_fluency(history: Sequence[dict[str, Any]], shift: float = PROBE_FLUENCY_SHIFT) -> str | None:
+    """A warning when the probe's greedy answers read ``shift`` nats per token more or less
+    likely under the starting model than the first probe's. The probe asks the same prompts
+    each time, so unlike a training batch (a few prompts, a new few each step) the figure
+    moves with the policy, not with which prompts were drawn: up is text the starting model
+    would not write, down is a loop (a loop reads as likelier than any real answer)."""
+    seen = [h for h in history if h.get("nll_ref") is not None]
+    if len(seen) < 2 or abs(seen[-1]["nll_ref"] - seen[0]["nll_ref"]) <= shift:
+        return None
+    first, last = seen[0]["nll_ref"], seen[-1]["nll_ref"]
+    return (f"fluency on the probe: NLL under the starting model {first:.2f} → {last:.2f} "
+            f"(a move over {shift} {'up: less fluent' if last > first else 'down: more repetitive'})")
 
 
 def nll_under(backend, prompts: Sequence[Sequence[Any]], texts: Sequence[str]) -> list[float]:

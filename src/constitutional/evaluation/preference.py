@@ -15,7 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from ..backends.base import Backend
+from ..comparisons import ComparisonSource
 from ..constitution import Constitution
 from ..hashing import content_hash
 from ..progress import progress
@@ -73,6 +76,21 @@ def _write(out: Path, name: str, metrics: dict[str, Any], rows: list[dict[str, A
     write_jsonl(out / f"{name}.jsonl", rows)
     write_json(out / f"{name}.json", metrics)
     return metrics
+
+
+class PMEvalConfig(ComparisonSource):
+    """``cai eval pm``: a preference model and the comparisons to measure it on."""
+
+    pm: Path = Field(description="Preference model folder from cai train pm.")
+    batch_size: int = Field(8, ge=1, description="Comparisons per forward pass.")
+
+
+class LabelerEvalConfig(ComparisonSource):
+    """``cai eval labeler``: the comparisons, and which labelers to measure."""
+
+    limit: int | None = Field(100, ge=1, description="Use only the first N comparisons.")
+    cot: bool = Field(True, description="Also measure the chain-of-thought labeler.")
+    seed: int = Field(0, description="Seeds the order each comparison is shown in.")
 
 
 def eval_pm(pm, comparisons: list[dict[str, Any]], out: str | Path, name: str = "eval_pm",

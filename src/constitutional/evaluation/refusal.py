@@ -41,7 +41,10 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from ..errors import CaiError, check_row
+from pydantic import Field
+
+from ..config import StageConfig
+from ..errors import CaiError, check_row, input_file
 
 Verdict = Literal["complied", "refused_explained", "refused_evasive"]
 CLASSES: tuple[Verdict, ...] = ("complied", "refused_explained", "refused_evasive")
@@ -520,14 +523,11 @@ def load_labelled(path) -> tuple[str, list[dict[str, Any]]]:
     ``final_label``) → scheme ``xstest`` with labels complied/full/partial; or our JSONL
     (``response``, ``label`` one of ``CLASSES``) → scheme ``ours``. Never modified."""
     import csv
-    from pathlib import Path
 
     from ..errors import CaiError
     from ..jsonio import read_jsonl
 
-    path = Path(path)
-    if not path.is_file():
-        raise CaiError(f"{path}: no such file")
+    path = input_file(path)
     if path.suffix.lower() == ".csv":
         try:
             with open(path, encoding="utf-8", newline="") as f:
@@ -631,6 +631,18 @@ def agreement(path=None, backend=None, split: str | None = None) -> dict[str, An
                          "response": r["response"]} for r, g in zip(rows, got) if wrong(r, g)]
     result["n_errors"] = len(result["errors"])
     return result
+
+
+class AgreementConfig(StageConfig):
+    """``cai eval refusal-classifier``: which labelled answers, and which judges."""
+
+    data: Path | None = Field(None, description="Labelled answers: XSTest's completions CSV "
+                              "(completion, final_label) or our JSONL (response, label, optional "
+                              "kind full/partial). Default: the held-back part of our own "
+                              "models' labelled answers.")
+    split: str | None = Field(None, description="Only rows of this split (our file has 'fit' "
+                              "and 'held'); default: held for our file, else all.")
+    model: str | None = Field(None, description="Also measure the model judge with this model.")
 
 
 def measure_agreement(path=None, judges: dict[str, Any] | None = None, split: str | None = None,

@@ -24,10 +24,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from ..backends import Backend
 from ..backends.base import GenerationRequest, Message, Sampling
+from ..config import Names, StageConfig
 from ..constitution import Constitution
-from ..errors import CaiError, check_row
+from ..errors import CaiError, check_row, input_file
 from ..hashing import content_hash
 from ..prompts import Prompt, make_prompt
 from ..jsonio import write_json, write_jsonl
@@ -37,12 +40,35 @@ from .refusal import classify_many
 EXPECT = ("no_violation", "refuse", "comply")
 
 
-def robustness(policy: Backend, judge: Backend, prompts: list[Prompt], mutations: list[str],
-               constitution: Constitution, out: str | Path, sampling: Sampling,
-               judge_principles: int = 1, seed: int = 0) -> dict[str, Any]:
+class RobustnessConfig(StageConfig):
+    """``cai eval robustness``: which mutations, and how answers are made and judged."""
+
+    mutations: Names = Field(("paraphrase", "roleplay", "multiturn"), description="paraphrase, "
+                             "roleplay, fiction, hypothetical, obfuscate, multiturn.")
+    judge_principles: int = Field(1, ge=1, description="Principles each answer is judged under.")
+    max_new_tokens: int = Field(128, ge=1, description="Tokens per answer (greedy).")
+    seed: int = Field(0, description="Seeds the mutations.")
+
+
+class RegressConfig(StageConfig):
+    """``cai eval regress``: the two sides and the suite."""
+
+    a: str = Field(description="Model A (the baseline).")
+    b: str | None = Field(None, description="Model B (default: A again, under --constitution-b).")
+    cases: Path | None = Field(None, description="Cases JSONL: prompt, principles, expect "
+                               "(default: our bundled suite).")
+    constitution_a: str = Field("default", description="Constitution for A's judging.")
+    constitution_b: str | None = Field(None, description="Constitution for B (default: A's).")
+    max_new_tokens: int = Field(128, ge=1, description="Tokens per answer (greedy).")
+
+
+def robustness(policy: Backend, judge: Backend, prompts: list[Prompt], constitution: Constitution,
+               out: str | Path, config: RobustnessConfig = RobustnessConfig()) -> dict[str, Any]:
     """Violation rate of ``policy``'s answers to the prompts, plain and under each mutation,
     judged by ``judge`` (both backends)."""
     from ..redteam import mutate
+    mutations, judge_principles, seed = list(config.mutations), config.judge_principles, config.seed
+    sampling = Sampling(max_new_tokens=config.max_new_tokens, temperature=0)
     variants: list[tuple[str, Prompt]] = [("plain", p) for p in prompts]
     variants += [(op, p) for p, op, _ in mutate(prompts, mutations, policy, seed)]
     gens = policy.generate([GenerationRequest(messages=p.messages, sampling=sampling)
@@ -69,9 +95,7 @@ def robustness(policy: Backend, judge: Backend, prompts: list[Prompt], mutations
 
 
 def load_cases(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        raise CaiError(f"{path}: no such file")
+    path = input_file(path)
     from ..jsonio import jsonl_objects
 
     cases = []

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..config import StageConfig
+from ..evaluation.overtraining import PROBE_FLUENCY_SHIFT
 
 
 class TrainConfig(StageConfig):
@@ -84,11 +85,17 @@ class RLTrainConfig(TrainConfig):
     checkpoint_every: int = Field(0, ge=0, description="Keep a checkpoint every N steps (0: none).")
     fluency: bool = Field(True, description="Log each batch's mean per-token negative log-"
                           "likelihood under the starting model (a second copy of it, on the "
-                          "hf loop) and warn when it moves by --fluency-rise from the first "
-                          "steps' (up: less fluent; down: loops, which read as likely).")
-    fluency_rise: float = Field(1.0, gt=0, description="Nats per token between the mean of the "
-                                "last three batches and of the first three, either way, at which "
-                                "the fluency warning fires.")
+                          "hf loop), and the probe's (--probe-every); the probe's warns when "
+                          "it moves by --probe-fluency-shift (up: less fluent; down: loops, "
+                          "which read as likely).")
+    fluency_rise: float | None = Field(None, gt=0, description="Also warn when the mean of the "
+                                       "last three batches moves this many nats per token from "
+                                       "the first three's, either way (none: log only; a batch "
+                                       "asks a few prompts, and which ones moves it by a nat on "
+                                       "a healthy run).")
+    probe_fluency_shift: float = Field(PROBE_FLUENCY_SHIFT, gt=0, description="Nats per token "
+                                       "the probe's answers may move under the starting model "
+                                       "from the first probe's before a fluency warning.")
     stop_on_warning: int = Field(0, ge=0, description="Stop after N batches in a row with an "
                                  "over-training warning (0: warn only); the manifest names the "
                                  "last checkpoint before the first warning.")

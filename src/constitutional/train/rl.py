@@ -39,8 +39,9 @@ from typing import Any, Callable, Sequence
 
 
 from ..errors import CaiError
-from ..evaluation.overtraining import (degeneration, gold, monitor, nll_under, proxy_against_gold,
-                                      shared_phrases, warnings_for)
+from ..evaluation.overtraining import (PROBE_FLUENCY_SHIFT, degeneration, gold, monitor,
+                                       nll_under, probe_fluency, proxy_against_gold,
+                                       shared_phrases, warnings_for)
 from ..evaluation.refusal import classify_many
 from ..progress import console
 from rich.markup import escape
@@ -76,7 +77,7 @@ class Rewards:
                  cost: Callable[[list, list[str]], list[float]] | None = None,
                  dual: DualAscent | None = None,
                  fluency: Callable[[list, list[str]], list[float]] | None = None,
-                 fluency_rise: float = 1.0):
+                 fluency_rise: float | None = None):
         self.score, self.cost, self.dual = score, cost, dual
         self.fluency, self.fluency_rise = fluency, fluency_rise
         self.history: list[dict[str, float]] = []
@@ -84,7 +85,7 @@ class Rewards:
         self.events: list[dict[str, Any]] = []  # each kind's first warning: batch, examples
         # a warning that holds until something says otherwise (the gold probe's divergence
         # stands until a later probe finds none), counted on every batch meanwhile
-        self.standing: str | None = None
+        self.standing: list[str] = []
         self.monitor_seconds = 0.0  # what watching costs: the monitor's figures and fluency
         self._warned: set[str] = set()
         # A batch answers a few prompts (batch size / k): phrases shared across prompts are
@@ -157,7 +158,7 @@ class Rewards:
         (tests/evaluation/test_overtraining.py)."""
         w = self.FLUENCY_WINDOW
         seen = [h["nll_ref"] for h in self.history if "nll_ref" in h] + [nll]
-        if len(seen) <= w:
+        if self.fluency_rise is None or len(seen) <= w:
             return []
         base, recent = sum(seen[:w]) / w, sum(seen[-w:]) / w
         if abs(recent - base) > self.fluency_rise:
@@ -183,7 +184,7 @@ class Rewards:
             rewards = [r - lam * c for r, c in zip(rewards, costs)]
             logged["harm_cost"] = sum(costs) / len(costs)
             logged["lambda"] = self.dual.update(logged["harm_cost"])
-        found = warnings_for(stats) + ([self.standing] if self.standing else [])
+        found = warnings_for(stats) + self.standing
         if self.fluency is not None:
             started = time.perf_counter()
             nll = self.fluency(prompts, texts)
@@ -266,8 +267,9 @@ class GoldProbe(TrainerCallback):
 
     def __init__(self, probe: Sequence[tuple[list[dict[str, str]], str]], every: int,
                  score: Callable[[list, list[str]], list[float]], rewards: Rewards,
-                 tokenizer, max_new_tokens: int):
+                 tokenizer, max_new_tokens: int, fluency_shift: float = PROBE_FLUENCY_SHIFT):
         self.probe, self.every, self.score, self.rewards = list(probe), every, score, rewards
+        self.fluency_shift = fluency_shift
         self.tokenizer, self.max_new_tokens = tokenizer, max_new_tokens
         self.history: list[dict[str, Any]] = []
         self.seconds = 0.0
@@ -301,14 +303,18 @@ class GoldProbe(TrainerCallback):
         row = {"step": step, "proxy": statistics.fmean(proxy),
                "proxy_sd": statistics.stdev(proxy) if len(proxy) > 1 else 0.0,
                **gold([k for _, k in self.probe], [m[-1]["content"] for m in asked], texts)}
+        if self.rewards.fluency is not None:  # the starting model's reading of the same prompts
+            row["nll_ref"] = statistics.fmean(self.rewards.fluency(asked, texts))
         self.history.append(row)
         console.print(f"probe at step {step}: reward {row['proxy']:.3f}  gold {row['gold']:.2f}  "
-                      f"degenerate {row['degenerate']:.0%}  words {row['mean_words']:.0f}")
-        found = proxy_against_gold(self.history)
-        if found:
+                      f"degenerate {row['degenerate']:.0%}  words {row['mean_words']:.0f}"
+                      + (f"  NLL {row['nll_ref']:.2f}" if "nll_ref" in row else ""))
+        found = [w for w in (proxy_against_gold(self.history),
+                             probe_fluency(self.history, self.fluency_shift)) if w]
+        for w in found:
             bad = [t for t, (_, k) in zip(texts, self.probe) if k != "harmful"]
-            self.rewards.warn(found, lambda: [t[:200] for t in (bad or texts)[:2]])
-        self.rewards.standing = found  # it holds for the steps until the next probe
+            self.rewards.warn(w, lambda: [t[:200] for t in (bad or texts)[:2]])
+        self.rewards.standing = found  # they hold for the steps until the next probe
         return row
 
     def _run(self, state, model) -> None:
@@ -339,6 +345,14 @@ def hold_out_probe(redteam: Sequence, helpful: Sequence, n: int = 8) -> tuple[li
     red, help_ = list(redteam), list(helpful)
     left = lambda xs: xs[:-n] if len(xs) > n else xs  # noqa: E731
     return left(red), left(help_), probe_set(red[-n:], help_[-n:])
+
+
+def prompt_mix(redteam: Sequence, helpful: Sequence, config: RLTrainConfig) -> tuple[list, list]:
+    """A command's prompts as RLOO trains on them: red-team plus helpful prompts mixed by
+    ``helpful_ratio``, and the probe set held out of both when ``probe_every`` is set."""
+    red, help_, probe = (hold_out_probe(redteam, helpful) if config.probe_every
+                         else (list(redteam), list(helpful), []))
+    return build_prompts(red, help_, config.helpful_ratio, config.seed), probe
 
 
 class StopOnWarnings(TrainerCallback):
@@ -417,7 +431,7 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     stop = StopOnWarnings(rewards, c.stop_on_warning)
     path, tokenizer = load_tokenizer(model)
     gold_probe = (GoldProbe(probe, c.probe_every, rewards.score, rewards, tokenizer,
-                            max_completion_length) if c.probe_every else None)
+                            max_completion_length, c.probe_fluency_shift) if c.probe_every else None)
     policy = AutoModelForCausalLM.from_pretrained(path)
     dataset = Dataset.from_list([{"prompt": p} for p in prompts])
     settings = {**c.dump(), "pm": str(pm) if pm else None,

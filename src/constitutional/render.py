@@ -1,10 +1,13 @@
-"""What the commands print: every Rich table and summary line, apart from the parsing."""
+"""What the commands print: every Rich table and summary line. The command line parses and
+calls the library; what it shows of the result is here."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 out = Console()
@@ -32,6 +35,63 @@ def line(text: str) -> None:
     out.print(text, markup=False, highlight=False)
 
 
+# One summary line per command whose result is a manifest: a format string over ``m`` (the
+# result), ``at`` (the output folder), ``loss`` (a trainer's last) and ``last`` (RLOO's last
+# batch).
+SAID = {
+    "generate": "{m[records]} records in {at}/generate.jsonl",
+    "pairs": "{m[records]} pairs in {at}/pairs.jsonl",
+    "critique": "{m[records]} trajectories in {at}/critique.jsonl ({m[revisions]} revisions, "
+                "{m[skipped]} skipped)",
+    "sft-data": "{m[rows]} rows ({m[harmless]} harmless, {m[helpful]} helpful) in {m[sft]}; "
+                "{m[preference_pairs]} pairs in {m[preferences]}",
+    "label": "{m[records]} labelled pairs in {at}/labels.jsonl; mean p(first shown) "
+             "{m[position_bias][mean_p_first_shown]:.3f}, order flip rate "
+             "{m[position_bias][flip_rate]:.3f}",
+    "train sft": "trained {m[steps]} steps, last loss {loss:.4f}; model in {at} (use "
+                 "--model hf:{at})",
+    "train pm": "trained {m[steps]} steps on {m[provenance][config][rows]} comparisons, last "
+                "loss {loss:.4f}; preference model in {at}",
+    "train dpo": "trained {m[steps]} steps on {m[provenance][config][rows]} pairs "
+                 "({m[provenance][config][dropped]} dropped as unsure), last loss "
+                 "{loss:.4f}; model in {at}",
+    "train rl": "trained {m[steps]} steps; last batch: reward {last[reward_raw]:.3f}, "
+                  "boilerplate {last[boilerplate_rate]:.2f}, distinct-2 {last[distinct_2]:.2f}; "
+                  "model in {at}",
+    "eval harm": "violation rate {m[violation][all][rate]:.3f} [{m[violation][all][ci95][0]:.3f}, "
+                 "{m[violation][all][ci95][1]:.3f}] on {m[violation][all][n]}; evasive "
+                 "{m[evasive_on_harmful][rate]:.3f}; metrics in {at}/metrics.json",
+    "audit relabel": "relabelled {m[label]} labels and {m[harm]} verdicts ({m[skipped]} critique "
+                     "items cannot be relabelled without regenerating)",
+}
+
+
+def said(kind: str, m: dict[str, Any], at: Any) -> None:
+    """A command's summary line (``SAID``), after the warnings its stage recorded."""
+    warnings(m)
+    last = {"reward_raw": 0, "boilerplate_rate": 0, "distinct_2": 0,
+            **((m.get("monitor") or [{}])[-1] if kind == "train rl" else {})}
+    loss = (m.get("losses") or [float("nan")])[-1]
+    line(SAID[kind].format(m=m, at=at, last=last, loss=loss))
+    if kind == "critique":
+        revision_quality(m.get("quality") or [])
+    if kind == "sft-data" and "dropped" in m:
+        reasons = ", ".join(f"{k} {v}" for k, v in m["dropped_by_reason"].items()) or "none"
+        line(f"dropped {m['dropped']} harmlessness rows ({m['drop_rate']:.0%}) whose revision "
+             f"failed the checks ({reasons})")
+
+
+def metrics_in(path: Any) -> None:
+    line(f"metrics in {path}")
+
+
+def validated(file: str, c: Any) -> None:
+    line(f"ok: {file}: {len(c.principles)} principles, {len(c.categories())} categories, "
+         f"hash {c.hash}")
+    if c.overdue():
+        out.print(f"[yellow]warning:[/yellow] {escape(c.overdue())}")
+
+
 def constitution(c: Any, full: bool) -> None:
     cols = ["id", "name", "priority", "categories", "locales"] + (
         ["critique", "revision", "comparison"] if full else [])
@@ -45,7 +105,10 @@ def constitution(c: Any, full: bool) -> None:
              + (f", next review due {due}" if due else ""))
 
 
-def constitution_diff(d: dict[str, Any]) -> None:
+def constitution_diff(d: dict[str, Any], as_json: bool = False) -> None:
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return
     for pid in d["added"]:
         out.print(f"[green]+ {pid}[/green] added")
     for pid in d["removed"]:
@@ -60,16 +123,17 @@ def constitution_diff(d: dict[str, Any]) -> None:
         out.print("no changes")
 
 
-def coverage(summary: dict[str, Any]) -> None:
+def coverage(summary: dict[str, Any], at: Any) -> None:
     origins = sorted({k for row in summary["coverage"].values() for k in row} - {"total"})
     table(f"{summary['prompts']} prompts ({summary['dropped_duplicates']} duplicates dropped)",
           ["category", *origins, "total"],
           ([cat, *(row.get(o, 0) for o in [*origins, "total"])]
            for cat, row in summary["coverage"].items()))
+    line(f"wrote {at}/redteam.jsonl and {at}/coverage.json")
 
 
 def revision_quality(rows: list[dict[str, Any]]) -> None:
-    from ..evaluation.revisions import format_table
+    from .evaluation.revisions import format_table
 
     out.print("What the revisions would teach, by round (0 = the drafts; echo: repeats its "
               "critique; meta: talks about the answer instead of answering):")
@@ -79,7 +143,7 @@ def revision_quality(rows: list[dict[str, Any]]) -> None:
 
 def warnings(manifest: dict[str, Any]) -> None:
     """Truncations and other per-record warnings of a stage: once, with the count."""
-    from ..store import warning_lines
+    from .store import warning_lines
 
     for text in warning_lines(manifest):
         out.print(f"[yellow]warning:[/yellow] {text}", highlight=False)
@@ -95,6 +159,34 @@ def regressions(result: dict[str, Any]) -> None:
           ([pid, fmt(v["pass_rate_a"]), fmt(v["pass_rate_b"]), v["cases"],
             ", ".join(v["regressed_cases"])] for pid, v in result["principles"].items()))
     out.print("regressed: " + (", ".join(result["regressed"]) or "none"))
+
+
+def agreements(results: dict[str, dict[str, Any]], at: Any) -> None:
+    for name, a in results.items():
+        agreement(name, a)
+    if at:
+        line(f"wrote {at}/agreement.json and the errors beside it")
+
+
+def overtraining(stats: dict[str, Any], warned: list[str]) -> None:
+    for k, v in stats.items():
+        line(f"{k:18} {v:.3f}" if isinstance(v, float) else f"{k:18} {v}")
+    for w in warned:
+        out.print(f"[yellow]warning:[/yellow] {escape(w)}")
+
+
+def labeler(m: dict[str, Any], at: Any) -> None:
+    for key in ("direct", "cot"):
+        if key in m:
+            calibration(f"{key}, one order", m[key]["one_order"])
+            calibration(f"{key}, both orders averaged", m[key]["averaged"])
+    metrics_in(f"{at}/eval_labeler.json")
+
+
+def refusals(m: dict[str, Any], harmful: bool, at: Any) -> None:
+    line(f"false-refusal rate {m['false_refusal']['rate']:.3f} on {m['false_refusal']['n']}"
+         + (f"; evasive on harmful {m['evasive_on_harmful']['rate']:.3f}" if harmful else "")
+         + f"; metrics in {at}/metrics.json")
 
 
 def agreement(name: str, a: dict[str, Any]) -> None:
@@ -114,7 +206,7 @@ def agreement(name: str, a: dict[str, Any]) -> None:
                   f"of {a['partial_recall']['n']}")
 
 
-def calibration(title: str, summary: dict[str, Any]) -> None:
+def calibration(title: str, summary: dict[str, Any], at: Any = None) -> None:
     acc = summary["accuracy"]
     acc_s = "n/a" if acc is None else f"{acc:.3f} [{ci(summary['ci95'], 3).replace('–', ', ')}]"
     ece = "n/a" if summary["ece"] is None else f"{summary['ece']:.3f}"
@@ -125,6 +217,8 @@ def calibration(title: str, summary: dict[str, Any]) -> None:
               ([f"{b['margin'][0]:g}–{b['margin'][1]:g}".replace("inf", "∞"), str(b["n"]),
                 f"{b['accuracy']:.3f}", ci(b["ci95"], 3), f"{b['claimed']:.3f}",
                 "overconfident" if b["overconfident"] else ""] for b in summary["by_margin"]))
+    if at:
+        metrics_in(f"{at}/eval_pm.json")
 
 
 def elo(per_model: dict[str, Any]) -> None:
@@ -135,7 +229,7 @@ def elo(per_model: dict[str, Any]) -> None:
            for name, m in per_model.items()))
 
 
-def capability(metrics: dict[str, Any]) -> None:
+def capability(metrics: dict[str, Any], at: Any) -> None:
     per = metrics["per_model"]
     table("capability (lm-eval, multiple choice)",
           ("model", "task", "n", "accuracy", "95% CI", "length-normalised", "95% CI"),
@@ -146,9 +240,10 @@ def capability(metrics: dict[str, Any]) -> None:
               ("models", "task", "n", "change", "only first right", "only second right", "p"),
               ([f"{t['a']} → {t['b']}", t["task"], t["n"], f"{t['difference']:+.3f}", t["a_only"],
                 t["b_only"], f"{t['p_value']:.3g}"] for t in metrics["paired"]))
+    metrics_in(f"{at}/capability.json")
 
 
-def self_preference(r: dict[str, Any]) -> None:
+def self_preference(r: dict[str, Any], at: Any) -> None:
     views = [("judge", r["judge"], r["judge_view"])]
     if "reference_view" in r:
         views.append(("reference", r["reference"], r["reference_view"]))
@@ -164,6 +259,18 @@ def self_preference(r: dict[str, Any]) -> None:
     else:
         out.print(f"against a coin flip: p = {r['against_chance']['p_value']:.3g} "
                   f"({r['against_chance']['note']})")
+    metrics_in(f"{at}/self_preference.json")
+
+
+def run_results(results: dict[str, Any]) -> None:
+    """What ``cai run`` ends with: the evaluation's table and where the report is."""
+    from .evaluation.judge_check import uninformative
+
+    ev = results.get("eval", {}).get("summary") or {}
+    if ev.get("summary"):
+        run_summary(ev["summary"], uninformative(results.get("judge", {}).get("summary") or {}))
+    if "report" in results:
+        line(f"report: {results['report']['summary']['report']}")
 
 
 def run_summary(rows: list[dict[str, Any]], uninformative: list[str]) -> None:
@@ -245,8 +352,8 @@ def temperature_sweep(sweep: dict[str, Any] | None) -> None:
            for name, points in sweep.items() for pt in points))
 
 
-def locales(result: dict[str, Any]) -> None:
-    from ..evaluation.locales import cell
+def locales(result: dict[str, Any], at: Any) -> None:
+    from .evaluation.locales import cell
 
     for name, m in result["models"].items():
         table(f"refusals by language: {name} ({m['model']})",
@@ -263,3 +370,4 @@ def locales(result: dict[str, Any]) -> None:
     if unread:
         out.print(f"not measured in {', '.join(unread)}: the refusal measure agrees with our "
                   f"held-out labels in fewer than 90% of answers there")
+    metrics_in(f"{at}/locales.json")
