@@ -120,13 +120,22 @@ class VLLMBackend:
         self.spec = spec
         self.batch_size = batch_size
 
+    # Seconds the engine's process gets to exit on its own before vLLM kills it. vLLM's own
+    # 5 s is short on a busy CPU: a process killed before it unlinks its shared-memory queues
+    # leaves them to Python's resource tracker, which cleans them up and prints a warning
+    # ("leaked shared_memory objects") on the user's terminal.
+    SHUTDOWN_GRACE = 60.0
+
     def close(self) -> None:
         """Stop the engine's processes (also when this backend is garbage-collected)."""
         engine = getattr(getattr(self, "llm", None), "llm_engine", None)
         shutdown = getattr(getattr(engine, "engine_core", None), "shutdown", None)
         self.llm = None
         if shutdown:
-            shutdown()
+            try:
+                shutdown(timeout=self.SHUTDOWN_GRACE)
+            except TypeError:  # a vLLM whose shutdown takes no timeout
+                shutdown()
 
     def __del__(self):
         try:

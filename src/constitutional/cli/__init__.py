@@ -419,15 +419,9 @@ def run_pipeline(
     """Run the whole method: prompts → judge check → critique → SFT → pairs → labels → PM → DPO →
     evaluation → report. Stages already done with the same inputs are skipped; after an
     interruption, the same command resumes."""
-    from ..backends.handle import release
-
     cfg = pipeline.load_config(pipeline.resolve_config(config), set_)
-    try:
-        results = pipeline.Run(cfg, out_dir or Path("runs") / cfg.name).run(only or None,
-                                                                         echo=render.line)
-    finally:
-        release()  # stop vLLM's engine processes now, not in the interpreter's teardown
-    render.run_results(results)
+    render.run_results(pipeline.Run(cfg, out_dir or Path("runs") / cfg.name).run(
+        only or None, echo=render.line))
 
 
 @app.command("status")
@@ -557,6 +551,8 @@ renamed(train_app, "train rl", "train rloo", train_rl)
 
 
 def main() -> None:
+    from ..backends.handle import release
+
     try:
         app()
     except CaiError as e:
@@ -569,3 +565,8 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
+    finally:  # stop vLLM's engine processes now, not in the interpreter's teardown
+        try:
+            release()
+        except Exception:  # an engine already gone: there is nothing left to stop
+            pass
