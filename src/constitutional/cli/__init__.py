@@ -35,7 +35,7 @@ from ..redteam import RedteamConfig, build_redteam, resolve_prompts
 from ..render import out, said
 from ..sft_data import SFTDataConfig, build_sft as sft_rows
 from ..train.config import DPOTrainConfig, PMTrainConfig, RLTrainConfig, SFTTrainConfig
-from .options import command, constitution, named, renamed, sub_app
+from .options import command, constitution, load_constitution as _load, named, renamed, sub_app
 
 app = typer.Typer(
     help="Constitutional AI end to end: write a constitution, then critique and revise "
@@ -65,12 +65,6 @@ Guard = typer.Option(..., "--guard", "-g", help="Guard folder from cai guard tra
 Unread = typer.Option("pass", help="A request in a language the guard was not trained in (it "
                       "reads English only, if trained on our sets): pass it (logged as unread) "
                       "or block it.")
-
-
-def _load(path: str):
-    from .. import constitution
-
-    return constitution.load(None if path == "default" else path)
 
 
 def _version(value: bool) -> None:

@@ -186,13 +186,17 @@ def prompt_source(default: str | None = "bundled:redteam", *, limit: int | None 
     return group(added, build, ("prompts", "limit") if keep_limit else ("prompts",))
 
 
-def constitution(required: bool = False) -> Decorator:
-    """``--constitution/-c``, handed to the command loaded (``default``: the packaged one)."""
+def load_constitution(path: str):
+    """A constitution named on the command line (``default``: the packaged one)."""
     from .. import constitution as c
 
+    return c.load(None if path == "default" else path)
+
+
+def constitution(required: bool = False) -> Decorator:
+    """``--constitution/-c``, handed to the command loaded (``default``: the packaged one)."""
     return one("constitution", str, ... if required else "default", "--constitution", "-c",
-               help="Constitution TOML ('default': the packaged one).",
-               build=lambda path: c.load(None if path == "default" else path))
+               help="Constitution TOML ('default': the packaged one).", build=load_constitution)
 
 
 def command(app: typer.Typer, name: str | None = None, config: type[C] | None = None, *,
