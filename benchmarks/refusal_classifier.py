@@ -22,7 +22,10 @@ Data, all labelled by people:
 3. Leave-one-style-out: fit without one style's written examples, measure on them.
 4. Speed: ``classify_many`` over XSTest's 900 answers with their requests, embedding
    included, best of 3, answers per second.
-5. ``--write``: fit on everything but the held-back rows and write the model file.
+5. ``--write``: fit on everything but the held-back rows and write the model file, and
+   before it the request head (``data/refusal_request.json``: how harmful a request looks,
+   fitted on the bundled red-team prompts against the helpful and borderline ones, less
+   the held-back rows' prompts), which the features read.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import numpy as np
 from constitutional.evaluation import refusal
 from constitutional.evaluation.refusal import (agreement_table, classify_many, feature_matrix,
                                                fit_rows, is_held_back, labelled_rows)
-from constitutional.prompts import packaged
+from constitutional.prompts import load_prompts, packaged
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "xstest"
 MODELS = ("gpt4", "llama2orig")
@@ -96,6 +99,12 @@ def main() -> None:
     ap.add_argument("--c", type=float, default=0.05, help="inverse regularisation strength")
     args = ap.parse_args()
     rows = labelled_rows(DATA / "completions")
+    head = request_head(rows)
+    if args.write:  # the features read it: written first
+        packaged(refusal.REQUEST_FILE).write_text(json.dumps(head) + "\n", encoding="utf-8")
+        refusal._request_head.cache_clear()
+    elif head["weights"] != refusal._request_head()["weights"]:
+        raise SystemExit(f"{refusal.REQUEST_FILE} is not the fit of today's prompt sets: --write")
     t0 = time.perf_counter()
     x = feature_matrix([r["response"] for r in rows], [r["prompt"] or None for r in rows])
     featurised = time.perf_counter() - t0
@@ -157,6 +166,17 @@ def main() -> None:
                     "answers_per_second": round(len(texts) / best),
                     "featurise_all_rows_seconds": round(featurised, 1)}
     print(json.dumps(out, indent=1, ensure_ascii=False))
+
+
+def request_head(rows: list[dict]) -> dict:
+    """How harmful a request looks, fitted on the bundled red-team prompts against the
+    helpful and borderline ones, leaving out every prompt the held-back rows answer."""
+    held = {r["prompt"] for r in rows if is_held_back(r)}
+    sets = {name: [p.text for p in load_prompts(packaged(f"{name}_prompts.jsonl")) if p.text not in held]
+            for name in ("redteam", "helpful", "borderline")}
+    head = refusal.fit_request_head(sets["redteam"], sets["helpful"] + sets["borderline"])
+    head["fitted_on"] = {k: len(v) for k, v in sets.items()}
+    return head
 
 
 def _timed(fn) -> float:
