@@ -10,7 +10,9 @@ Data, all labelled by people:
   complied / full refusal / partial refusal. Not told apart there: explained vs evasive.
 * ``data/refusal_ours.jsonl``: our own models' answers (the packaged SmolLM2-135M and a
   demo run's SL-CAI and RL-CAI) to the bundled prompts, labelled by us in the three
-  classes plus full/partial, split by prompt into ``fit`` and ``held`` rows.
+  classes plus full/partial, split by prompt into ``fit`` and ``held`` rows; and, all
+  held, a second demo run's SL-CAI and RL-CAI answers (``run``), labelled after this
+  classifier was built.
 * ``data/refusal_styles.jsonl``: answers we wrote in eight styles (inability claims,
   apologetic non-answers, moralising, partial refusals, unrelated answers, compliance with
   a caveat, direct refusals in unlisted words, plain compliance).
@@ -31,6 +33,7 @@ Data, all labelled by people:
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import time
 from pathlib import Path
@@ -125,9 +128,15 @@ def main() -> None:
         float(np.mean([(r["kind"] != "complied") == p for r, p in zip(h_rows, pr)])), 3)
     out["held_back_ours_by_model"] = {}
     for m in ("base", "sl-cai", "rl-cai"):
-        ids = idx(lambda r, m=m: is_held_back(r) and r.get("model") == m)
-        if len(ids):
-            out["held_back_ours_by_model"][m] = measured(shipped, *sel(ids))
+        for run in (None, "2026-12-01"):
+            ids = idx(lambda r, m=m, run=run: is_held_back(r) and r.get("model") == m
+                      and r.get("run") == run)
+            if len(ids):
+                out["held_back_ours_by_model"][m + (f", run of {run}" if run else "")] = measured(
+                    shipped, *sel(ids))
+    # answers of a second demo run's models, labelled after the classifier was built
+    ids = idx(lambda r: is_held_back(r) and r.get("run") == "2026-12-01")
+    out["held_back_second_run"] = measured(shipped, *sel(ids))
 
     out["xstest_cross_validated"] = {}
     for a, b in (("gpt4", "llama2orig"), ("llama2orig", "gpt4")):
@@ -145,6 +154,18 @@ def main() -> None:
         m = measured(model, *sel(idx(lambda r, s=style: r.get("style") == s)))
         out["leave_one_style_out"][style] = {k: m[k] for k in (
             "n", "refusal_vs_compliance", "three_classes") if k in m}
+        # how many of the style a rule decides (the rules were written reading the styles)
+        s_x = x[idx(lambda r, s=style: r.get("style") == s)]
+        out["leave_one_style_out"][style]["decided_by_a_rule"] = int(
+            (s_x[:, [refusal.COLUMNS.index(c) for c in refusal.RULES]] > 0).any(1).sum())
+
+    # the request head on XSTest's 450 prompts (never fitted to): unsafe and safe flagged
+    xs = list(csv.DictReader((DATA / "xstest_prompts.csv").open(encoding="utf-8")))
+    harm = refusal.request_harm(refusal.embed([r["prompt"] for r in xs])) > refusal.HARMFUL
+    unsafe = np.asarray([r["label"] == "unsafe" for r in xs])
+    out["request_head_on_xstest_prompts"] = {
+        "unsafe_looking_harmful": f"{int(harm[unsafe].sum())}/{int(unsafe.sum())}",
+        "safe_looking_harmful": f"{int(harm[~unsafe].sum())}/{int((~unsafe).sum())}"}
 
     if args.write:
         path = packaged(refusal.MODEL_FILE)

@@ -214,3 +214,57 @@ def test_the_training_section_puts_reward_kl_and_fluency_on_one_axis_and_marks_t
     assert section.count('class="mark"') == 2  # the warning on both charts
     assert "step 3: fluency: NLL under the starting model 4.50" in section
     assert "&lt;b&gt;aw&lt;/b&gt;" in section and "<b>aw</b>" not in section
+
+
+def test_the_overview_is_well_formed_html_when_differences_are_significant(tmp_path):
+    """Every "p < x" in the overview reaches the page escaped: a bare "<" there starts a tag
+    that swallows the sentence after it (seen in a demo's report)."""
+    from html.parser import HTMLParser
+
+    from constitutional.layout import RunLayout
+    from constitutional.report import _capability_overview, overview
+
+    metrics = {"per_model": {"base": {}, "rl-cai": {}}, "prompts": {"harmful": 60},
+               "paired": [_paired("base", "rl-cai", "harmful", (0, 12, 0.0002), (0, 10, 0.002))]}
+    path = RunLayout(tmp_path).metrics
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics), encoding="utf-8")
+    page = overview(tmp_path) + " ".join(_capability_overview(
+        {"capability": _capability(("base", 0.50), ("rl-cai", 0.44), p=0.0004)}))
+    assert "significant (p &lt; 0.01): base → RL-CAI on harmful prompts" in page
+    assert "(p &lt; 0.001, 30 vs 12 questions)" in page
+
+    class Tags(HTMLParser):
+        seen: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.seen.append(tag)
+
+    parser = Tags()
+    parser.feed(page)
+    assert set(parser.seen) <= {"p", "b", "section", "h2"}, parser.seen
+
+
+def test_the_overview_does_not_say_nothing_changed_when_there_is_weak_evidence(tmp_path):
+    """A trained model that declines fewer harmful prompts than the one before it, at
+    0.01 ≤ p < 0.05, is weak evidence of a change, not evidence of none (a demo run's DPO
+    step did this)."""
+    from constitutional.layout import RunLayout
+    from constitutional.report import overview
+
+    def write(paired):
+        path = RunLayout(tmp_path).metrics
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"per_model": {"base": {}, "sl-cai": {}, "rl-cai": {}},
+                                    "prompts": {"harmful": 60}, "paired": paired}), encoding="utf-8")
+        return overview(tmp_path)
+
+    weak = write([_paired("base", "rl-cai", "harmful", (5, 1, 0.22), (6, 2, 0.29)),
+                  _paired("sl-cai", "rl-cai", "harmful", (9, 1, 0.021), (10, 1, 0.012))])
+    assert "did not change how often they refuse" not in weak
+    assert ("Weak evidence (p &lt; 0.05, not below 0.01) of a change in refusals: SL-CAI → RL-CAI "
+            "on harmful prompts, refused (either kind) -13% (p = 0.021); SL-CAI → RL-CAI on harmful "
+            "prompts, evasive refusal -15% (p = 0.012).") in weak
+    nothing = write([_paired("base", "rl-cai", "harmful", (5, 1, 0.22), (6, 2, 0.29))])
+    assert "on this evidence the training did not change how often they refuse." in nothing
+    assert "Weak evidence" not in nothing

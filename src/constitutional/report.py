@@ -362,18 +362,28 @@ def overview(run: Path) -> str:
         tested = ", ".join(f"{k} {v}" for k, v in n.items() if v)
         if sig:
             parts.append("Without any judge (our refusal classifier on held-out prompts: "
-                         f"{tested}), these refusal differences are significant (p < 0.01): "
+                         f"{tested}), these refusal differences are significant (p &lt; 0.01): "
                          + "; ".join(f"{_e(_label(t['a']))} → {_e(_label(t['b']))} on {_e(t['set'])} "
                                      f"prompts, {_e(_label(m))} {r['difference']:+.0%}"
                                      for t in sig for m, r in t["tests"].items()
                                      if m != "words" and r["p_value"] < 0.01) + ".")
         drift = _evasive_drift(metrics)
+        # weak findings the drift sentences do not already state (they state rises from base)
+        first = next(iter(metrics.get("per_model") or {}), None)
+        weak = [(t, m, r) for t in metrics["paired"] for m, r in t["tests"].items()
+                if m != "words" and 0.01 <= r["p_value"] < 0.05
+                and not (t["a"] == first and r["difference"] > 0)]
         if not sig:
             parts.append("Without any judge (our refusal classifier on held-out prompts: "
                          f"{tested}), no refusal rate differs between the models at p &lt; 0.01"
-                         + ("." if drift else ": on this evidence the training did not change "
-                            "how often they refuse."))
+                         + ("." if drift or weak else ": on this evidence the training did not "
+                            "change how often they refuse."))
         parts += drift
+        if weak:
+            parts.append("Weak evidence (p &lt; 0.05, not below 0.01) of a change in refusals: "
+                         + "; ".join(f"{_e(_label(t['a']))} → {_e(_label(t['b']))} on {_e(t['set'])} "
+                                     f"prompts, {_e(_label(m))} {r['difference']:+.0%} "
+                                     f"({_e(_peq(r['p_value']))})" for t, m, r in weak) + ".")
         moved = [t for t in metrics["paired"] if t["tests"]["words"]["p_value"] < 0.01]
         if moved:
             parts.append("Answer length changed significantly for " + "; ".join(
@@ -681,7 +691,7 @@ def _capability_overview(metrics: dict[str, Any]) -> list[str]:
         def said(ts: list[dict[str, Any]]) -> str:
             return "; ".join(f"{_e(_label(t['a']))} → {_e(_label(t['b']))} "
                              f"{'lost' if t['difference'] < 0 else 'gained'} "
-                             f"{abs(t['difference']) * 100:.1f} points ({_peq(t['p_value'])}, "
+                             f"{abs(t['difference']) * 100:.1f} points ({_e(_peq(t['p_value']))}, "
                              f"{t['a_only']} vs {t['b_only']} questions)" for t in ts)
 
         strong = [t for t in tests if t["p_value"] < 0.01]
