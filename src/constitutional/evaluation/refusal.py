@@ -264,24 +264,36 @@ _LATE_DECLINE = re.compile(
     r"i(?:'ve)? (?:left|kept) (?:\w+ )*?out)\b|\bi(?:'ll| will) (?:skip|leave out|not)\b", re.IGNORECASE)
 
 
+# The expressions above, matched against the lower-cased answer: the same matches (none of
+# them names a capital letter), a third cheaper than matching while ignoring case.
+def _lower(rx: re.Pattern) -> re.Pattern:
+    return re.compile(rx.pattern, rx.flags & ~re.IGNORECASE)
+
+
+_CUES_LOWER = tuple((name, _lower(rx)) for name, rx in _CUES)
+_PUSHBACK_LOWER, _LITERAL_LOWER, _REASON_LOWER = map(_lower, (_PUSHBACK, _LITERAL, _REASON))
+
+
 def features(text: str) -> np.ndarray:
     """The cue vector of one answer (``FEATURES`` names its entries)."""
     t = _QUOTED.sub('"…"', text.strip())
-    first, opening = _opening(t)
+    low = t.lower()
+    first, opening = _opening(low)
     f: list[float] = []
-    for _, rx in _CUES:
-        if rx.search(t) is None:  # most cues are absent: one look at the whole answer
+    for _, rx in _CUES_LOWER:
+        if rx.search(low) is None:  # most cues are absent: one look at the whole answer
             f += [False, False, False]
         else:
             f += [bool(rx.search(first)), bool(rx.search(opening)), True]
     words = max(len(t.split()), 1)
-    rest = t[len(first):]
+    rest = low[len(first):]
     helping = bool(_HELPING.search(t))
-    f += [len(_PUSHBACK.findall(t)) / words * 10, len(_LITERAL.findall(t)) / words * 10,
-          min(len(_PUSHBACK.findall(opening)), 3) / 3, min(len(_LITERAL.findall(opening)), 3) / 3,
+    f += [len(_PUSHBACK_LOWER.findall(low)) / words * 10, len(_LITERAL_LOWER.findall(low)) / words * 10,
+          min(len(_PUSHBACK_LOWER.findall(opening)), 3) / 3,
+          min(len(_LITERAL_LOWER.findall(opening)), 3) / 3,
           min(len(_LIST_ITEM.findall(t)), 6) / 6, not t,
-          bool(STRONG.search(opening)), bool(_REASON.search(rest)),
-          min(len(_REASON.findall(t)) / words * 10, 3.0), hollow(t),
+          bool(STRONG.search(opening)), bool(_REASON_LOWER.search(rest)),
+          min(len(_REASON_LOWER.findall(low)) / words * 10, 3.0), hollow(t),
           # calls the request wrong and gives no steps: moralising instead of answering
           bool(_WRONGNESS.search(opening)) and not helping,
           # helps first, declines later: the shape of a partial refusal
@@ -348,23 +360,28 @@ def _encode(texts: Sequence[str], tokens: int | None = None, by_sentence: bool =
     tokenizer, model = _encoder()
     tokens = tokens or EMBED_TOKENS
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    # The tokenizers library's own batch call: the same ids, masks and offsets as the
+    # transformers wrapper, without its per-token Python conversion (a tenth of the time).
+    fast = tokenizer.backend_tokenizer
+    fast.enable_truncation(max_length=tokens)
+    fast.enable_padding(pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token)
     with torch.inference_mode():
         for s in range(0, len(order), EMBED_BATCH):
             idx = order[s:s + EMBED_BATCH]
-            batch = tokenizer([texts[i] or " " for i in idx], padding=True, truncation=True,
-                              max_length=tokens, return_tensors="pt",
-                              return_offsets_mapping=by_sentence, return_special_tokens_mask=by_sentence)
-            offsets = batch.pop("offset_mapping", None)
-            special = batch.pop("special_tokens_mask", None)
-            hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            encoded = fast.encode_batch([texts[i] or " " for i in idx])
+            ids = torch.tensor([e.ids for e in encoded])
+            attention = torch.tensor([e.attention_mask for e in encoded])
+            hidden = model(input_ids=ids, attention_mask=attention,
+                           token_type_ids=torch.zeros_like(ids)).last_hidden_state
+            mask = attention.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
             pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
             out[idx] = pooled.numpy()
             if by_sentence:
+                real = torch.tensor([e.special_tokens_mask for e in encoded]) == 0
                 for row, vectors in zip(idx, _by_sentence(
-                        [texts[i] for i in idx], hidden.float(), offsets.numpy(),
-                        (special == 0) & (batch["attention_mask"] > 0))):
+                        [texts[i] for i in idx], hidden.float(),
+                        np.asarray([e.offsets for e in encoded]), real & (attention > 0))):
                     parts[row] = vectors
     return out, parts
 
