@@ -69,6 +69,7 @@ def test_status_of_an_empty_run_lists_every_stage_pending(tmp_path):
     (tmp_path / ".cai" / "stages" / "prompts.json").write_text(json.dumps(
         {"state": "done", "seconds": 1.5, "summary": {"prompts": 40}}))
     (tmp_path / ".cai" / "stages" / "critique.json").write_text(json.dumps({"state": "running"}))
+    (tmp_path / "prompts").mkdir()  # what the prompts stage leaves
     rows = {r["stage"]: r for r in status(tmp_path)}
     assert rows["prompts"]["state"] == "done" and rows["prompts"]["records"] == "40 prompts"
     assert rows["critique"]["state"] == "incomplete"
@@ -372,3 +373,22 @@ def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
     again = cai("run", config, "--out", run, check=True, env=auto).stdout
     assert again.count("up to date") == 12
     assert "[judge] judge smollm2 on 40 clear-cut cases" in again
+
+
+def test_a_stage_whose_output_was_deleted_runs_again(tmp_path, monkeypatch):
+    """A done marker is not enough: delete a stage's output by hand and the next run makes
+    it again (and `cai status` says so), while the stages whose output is there stay done."""
+    run = _scripted_run(tmp_path, monkeypatch)
+    said: list[str] = []
+    run.run(["prompts", "judge"], echo=said.append)
+    check = tmp_path / "run" / "judge" / "judge_check.json"
+    first = check.read_text()
+    check.unlink()
+    assert {r["stage"]: r["state"] for r in status(tmp_path / "run")}["judge"] == "output missing"
+    said.clear()
+    run = _scripted_run(tmp_path, monkeypatch)
+    run.run(["prompts", "judge"], echo=said.append)
+    assert any(s.startswith("[prompts] up to date") for s in said), said
+    assert "[judge] done before, but its output is gone: running it again" in said
+    assert check.read_text() == first
+    assert {r["stage"]: r["state"] for r in status(tmp_path / "run")}["judge"] == "done"

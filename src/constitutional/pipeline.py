@@ -18,7 +18,8 @@ Stages, in order (each writes under the run folder):
     report    one self-contained HTML page                                     report.html
 
 A stage is skipped when its marker (``.cai/stages/NAME.json``) holds the same key: a
-hash of its own settings and the keys of the stages it reads. A stage killed midway
+hash of its own settings and the keys of the stages it reads, and its output is still
+there (delete a stage's output and the next run makes it again). A stage killed midway
 resumes: generation stages keep every batch already written (the run store skips their
 ids); training stages start over. Change a setting and exactly the stages downstream
 of it run again.
@@ -100,7 +101,11 @@ class Run:
             if only and name not in only:
                 continue
             m = self.marker(name)
-            if m and m.get("key") == self.keys[name] and m.get("state") == "done":
+            done = m and m.get("key") == self.keys[name] and m.get("state") == "done"
+            if done and not ("skipped" in m.get("summary", {}) or stage.made(self.layout)):
+                echo(f"[{name}] done before, but its output is gone: running it again")
+                done = False
+            if done:
                 echo(f"[{name}] up to date ({m.get('seconds', 0):.0f} s when run)")
                 results[name] = m
                 if name == "judge" and m.get("summary", {}).get("line"):
@@ -152,6 +157,9 @@ def status(root: str | Path) -> list[dict[str, Any]]:
         state = m.get("state", "pending")
         if state == "running":
             state = "incomplete"  # running now, or stopped midway (rerun cai run to resume)
+        elif state == "done" and not ("skipped" in (m.get("summary") or {})
+                                      or stage_table.BY_NAME[stage].made(RunLayout(root))):
+            state = "output missing"  # deleted by hand: the next cai run makes it again
         rows.append({"stage": stage, "state": state, "seconds": m.get("seconds"),
                      "records": _count(m.get("summary") or {}), "finished_at": m.get("finished_at")})
     return rows

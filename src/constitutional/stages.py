@@ -282,6 +282,15 @@ class Stage:
     # reads that hold only under a setting (rl reads the pm and the prompts only for rloo)
     reads_if: dict[str, Callable[["PipelineConfig"], bool]] = field(default_factory=dict)
     trains: bool = False  # a training stage: loaded models are released before it
+    # what it leaves in the run folder: a ``RunLayout`` name or ``models/NAME``; a stage
+    # marked done whose output is gone (deleted by hand) runs again
+    makes: str = ""
+
+    def made(self, layout: "RunLayout") -> bool:
+        if not self.makes:
+            return True
+        kind, _, name = self.makes.partition("/")
+        return (layout.model(name) if kind == "models" else getattr(layout, self.makes)).exists()
 
     def upstream(self, config: "PipelineConfig") -> tuple[str, ...]:
         return tuple(s for s in self.reads if s not in self.reads_if or self.reads_if[s](config))
@@ -292,20 +301,21 @@ def _rloo(c: "PipelineConfig") -> bool:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("prompts", prompts, sections=("prompts", "redteam")),
-    Stage("judge", judge),
-    Stage("critique", critique, reads=("prompts",), sections=("critique",)),
-    Stage("helpful", helpful, reads=("prompts",), sections=("helpful",)),
-    Stage("sft-data", sft_data, reads=("critique", "helpful"), sections=("sft_data",)),
-    Stage("sft", sft, reads=("sft-data",), sections=("sft",), trains=True),
-    Stage("pairs", pairs, reads=("sft", "prompts"), sections=("pairs",)),
-    Stage("label", label, reads=("pairs",), sections=("label",)),
-    Stage("pm", pm, reads=("label",), sections=("pm",), trains=True),
+    Stage("prompts", prompts, sections=("prompts", "redteam"), makes="prompts"),
+    Stage("judge", judge, makes="judge_check"),
+    Stage("critique", critique, reads=("prompts",), sections=("critique",), makes="critique"),
+    Stage("helpful", helpful, reads=("prompts",), sections=("helpful",), makes="helpful"),
+    Stage("sft-data", sft_data, reads=("critique", "helpful"), sections=("sft_data",), makes="sft"),
+    Stage("sft", sft, reads=("sft-data",), sections=("sft",), trains=True, makes="models/sft"),
+    Stage("pairs", pairs, reads=("sft", "prompts"), sections=("pairs",), makes="pairs"),
+    Stage("label", label, reads=("pairs",), sections=("label",), makes="labels"),
+    Stage("pm", pm, reads=("label",), sections=("pm",), trains=True, makes="models/pm"),
     Stage("rl", rl, reads=("label", "sft", "pm", "prompts"), sections=("rl",),
-          reads_if={"pm": _rloo, "prompts": _rloo}, trains=True),
-    Stage("eval", eval, reads=("prompts", "sft", "rl", "critique"), sections=("eval",)),
+          reads_if={"pm": _rloo, "prompts": _rloo}, trains=True, makes="models/rl"),
+    Stage("eval", eval, reads=("prompts", "sft", "rl", "critique"), sections=("eval",),
+          makes="metrics"),
     Stage("report", report, reads=("eval", "pm", "label", "critique", "judge", "sft-data", "sft",
-                                   "rl")),
+                                   "rl"), makes="report"),
 )
 BY_NAME = {s.name: s for s in STAGES}
 NAMES = [s.name for s in STAGES]
