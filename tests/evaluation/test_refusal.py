@@ -243,3 +243,19 @@ def test_cli_measures_a_labelled_file_and_writes_the_errors(tmp_path):
 def test_cli_default_is_our_held_back_answers():
     r = cai("eval", "refusal-classifier", check=True)
     assert "on 259 answers" in r.stdout and "partial refusals counted" in r.stdout
+
+
+def test_the_shipped_request_head_is_the_fit_on_our_prompt_sets_less_the_held_prompts(data):
+    """``data/refusal_request.json`` is what ``benchmarks/refusal_classifier.py --write``
+    fits today: our red-team prompts against our helpful and borderline ones, leaving out
+    every prompt a held-back answer was given to."""
+    from constitutional.prompts import load_prompts
+
+    rows, _ = data
+    held = {r["prompt"] for r in rows if is_held_back(r)}
+    sets = {name: [p.text for p in load_prompts(packaged(f"{name}_prompts.jsonl")) if p.text not in held]
+            for name in ("redteam", "helpful", "borderline")}
+    head = refusal.fit_request_head(sets["redteam"], sets["helpful"] + sets["borderline"])
+    shipped = refusal._request_head()
+    assert shipped["fitted_on"] == {k: len(v) for k, v in sets.items()}
+    assert shipped["weights"] == pytest.approx(head["weights"], abs=2e-3)
