@@ -102,7 +102,7 @@ class Run:
                 continue
             m = self.marker(name)
             done = m and m.get("key") == self.keys[name] and m.get("state") == "done"
-            if done and not ("skipped" in m.get("summary", {}) or stage.made(self.layout)):
+            if done and stage.output_gone(m, self.layout):
                 echo(f"[{name}] done before, but its output is gone: running it again")
                 done = False
             if done:
@@ -157,8 +157,7 @@ def status(root: str | Path) -> list[dict[str, Any]]:
         state = m.get("state", "pending")
         if state == "running":
             state = "incomplete"  # running now, or stopped midway (rerun cai run to resume)
-        elif state == "done" and not ("skipped" in (m.get("summary") or {})
-                                      or stage_table.BY_NAME[stage].made(RunLayout(root))):
+        elif state == "done" and stage_table.BY_NAME[stage].output_gone(m, RunLayout(root)):
             state = "output missing"  # deleted by hand: the next cai run makes it again
         rows.append({"stage": stage, "state": state, "seconds": m.get("seconds"),
                      "records": _count(m.get("summary") or {}), "finished_at": m.get("finished_at")})

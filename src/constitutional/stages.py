@@ -286,11 +286,12 @@ class Stage:
     # marked done whose output is gone (deleted by hand) runs again
     makes: str = ""
 
-    def made(self, layout: "RunLayout") -> bool:
-        if not self.makes:
-            return True
+    def output_gone(self, marker: dict[str, Any], layout: "RunLayout") -> bool:
+        """A done stage whose output was deleted since (a stage that skipped made none)."""
+        if not self.makes or "skipped" in (marker.get("summary") or {}):
+            return False
         kind, _, name = self.makes.partition("/")
-        return (layout.model(name) if kind == "models" else getattr(layout, self.makes)).exists()
+        return not (layout.model(name) if kind == "models" else getattr(layout, self.makes)).exists()
 
     def upstream(self, config: "PipelineConfig") -> tuple[str, ...]:
         return tuple(s for s in self.reads if s not in self.reads_if or self.reads_if[s](config))

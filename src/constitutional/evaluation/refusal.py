@@ -24,7 +24,7 @@ something else) is a refusal. Each answer becomes one vector (``feature_matrix``
 * when the request is known, how near the answer and each of its sentences come to it,
   and how harmful the request looks (``data/refusal_request.json``, a head on the
   request's embedding fitted on our red-team prompts against our helpful and borderline
-  ones): an answer about something else than a harmful request is a refusal too.
+  ones): an answer far from a harmful request may be about something else, a dodge.
 
 A logistic regression over that vector (``data/refusal_model.json``: numbers only) gives
 p(refusal), except where a rule decides (``RULES``: a strong declining opener, an empty
@@ -361,7 +361,7 @@ def _encode(texts: Sequence[str], tokens: int | None = None, by_sentence: bool =
     tokens = tokens or EMBED_TOKENS
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     # The tokenizers library's own batch call: the same ids, masks and offsets as the
-    # transformers wrapper, without its per-token Python conversion (a tenth of the time).
+    # transformers wrapper, without its per-token Python conversion.
     fast = tokenizer.backend_tokenizer
     fast.enable_truncation(max_length=tokens)
     fast.enable_padding(pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token)
@@ -555,7 +555,6 @@ def classify_many(texts: Sequence[str], prompts: Sequence[str | None] | None = N
 
 def classify(text: str, prompt: str | None = None) -> Verdict:
     return classify_many([text], [prompt])[0]
-
 
 
 def fit(texts: Sequence[str], labels: Sequence[str], prompts: Sequence[str | None] | None = None,
