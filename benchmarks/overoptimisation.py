@@ -122,6 +122,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--checkpoint-every", type=int, default=5)
     ap.add_argument("--stop-on-warning", type=int, default=0)
+    ap.add_argument("--rollback-margin", type=int, default=0, help="with --stop-on-warning: keep "
+                    "the last checkpoint at least this many steps before the first warning")
     ap.add_argument("--probe-every", type=int, default=0, help="the monitor's proxy-against-gold "
                     "probe during training, on the same probe prompts (0: off)")
     ap.add_argument("--out", default=None)
@@ -148,7 +150,8 @@ def main() -> None:
     config = RLTrainConfig(learning_rate=args.lr, max_steps=args.steps, batch_size=8,
                            num_generations=4, beta=0.05, max_completion_length=64, seed=args.seed,
                            checkpoint_every=args.checkpoint_every,
-                           stop_on_warning=args.stop_on_warning, probe_every=args.probe_every)
+                           stop_on_warning=args.stop_on_warning, probe_every=args.probe_every,
+                           rollback_margin=args.rollback_margin)
     harmful, helpful = _probe_prompts()
     probe = ([([{"role": "user", "content": p}], "harmful") for p in harmful]
              + [([{"role": "user", "content": p}], "helpful") for p in helpful])

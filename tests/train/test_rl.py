@@ -207,3 +207,17 @@ def test_direct_rlaif_reward_and_harm_cost_ask_the_feedback_model():
     assert rewards == score([prompt, prompt], ["answer one", "answer two"])  # deterministic
     costs = harm_cost(load_backend("scripted"), constitution.load())([prompt], ["answer"])
     assert len(costs) == 1 and 0 <= costs[0] <= 1
+
+
+def test_the_kept_checkpoint_is_the_last_before_the_warning_less_the_margin(tmp_path):
+    """Stopped at a warning first seen at step 6, with checkpoints every 2 steps: the last
+    one before it is 4; with a margin of 2 steps (one probe back), 2; none left, None."""
+    from constitutional.train.rl import checkpoint_before
+
+    for n in (2, 4, 6):
+        (tmp_path / f"checkpoint-{n}").mkdir()
+    (tmp_path / "checkpoint-tmp").mkdir()  # not a step: ignored
+    assert checkpoint_before(tmp_path, 6) == tmp_path / "checkpoint-4"
+    assert checkpoint_before(tmp_path, 6, margin=2) == tmp_path / "checkpoint-2"
+    assert checkpoint_before(tmp_path, 6, margin=4) is None
+    assert checkpoint_before(tmp_path / "absent", 6) is None

@@ -99,6 +99,9 @@ class RLTrainConfig(TrainConfig):
     stop_on_warning: int = Field(0, ge=0, description="Stop after N batches in a row with an "
                                  "over-training warning (0: warn only); the manifest names the "
                                  "last checkpoint before the first warning.")
+    rollback_margin: int = Field(0, ge=0, description="With stop_on_warning, name the last "
+                                 "checkpoint at least this many steps before the first warning: "
+                                 "a collapse can begin a probe or two before the probe sees it.")
     probe_every: int = Field(0, ge=0, description="Every N steps (and before the first) the "
                              "policy answers held-out probe prompts (the last 8 red-team and 8 "
                              "helpful, set aside): their reward (the proxy) against what it stands "

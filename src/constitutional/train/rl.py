@@ -469,15 +469,21 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     manifest["stopped_at_step"] = stop.stopped_at
     if stop.stopped_at and c.checkpoint_every:  # roll back to before the warnings began
         # (a step generates one batch here: batches and steps count alike)
-        kept = out / "checkpoints"
-        before = [int(p.name.split("-")[1]) for p in kept.glob("checkpoint-*")
-                  if int(p.name.split("-")[1]) < (rewards.first_warning or 0)]
-        manifest["checkpoint_before_warnings"] = (str(kept / f"checkpoint-{max(before)}")
-                                                  if before else None)
+        found = checkpoint_before(out / "checkpoints", rewards.first_warning or 0,
+                                  c.rollback_margin)
+        manifest["checkpoint_before_warnings"] = str(found) if found else None
 
     if trainer.accelerator.is_main_process:
         write_json(out / "cai_training.json", manifest)
     return manifest
+
+
+def checkpoint_before(folder: Path, step: int, margin: int = 0) -> Path | None:
+    """The last ``checkpoint-N`` in ``folder`` with N < ``step`` - ``margin``, if any."""
+    steps = [int(p.name.split("-")[1]) for p in folder.glob("checkpoint-*")
+             if p.name.split("-")[1].isdigit()]
+    before = [n for n in steps if n < step - margin]
+    return folder / f"checkpoint-{max(before)}" if before else None
 
 
 def _backend(model):
