@@ -462,7 +462,7 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
         manifest["probe"] = gold_probe.history
         manifest["probe_s"] = round(gold_probe.seconds, 2)
         # the kept checkpoint whose probe answers scored best on gold (the earliest on a tie)
-        kept = {int(p.name.split("-")[1]): p for p in (out / "checkpoints").glob("checkpoint-*")}
+        kept = checkpoints(out / "checkpoints")
         scored = [(-row["gold"], row["step"]) for row in gold_probe.history if row["step"] in kept]
         manifest["checkpoint_best_gold"] = str(kept[min(scored)[1]]) if scored else None
     manifest["first_warning_batch"] = rewards.first_warning
@@ -478,11 +478,15 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     return manifest
 
 
+def checkpoints(folder: Path) -> dict[int, Path]:
+    """The trainer's ``checkpoint-N`` folders in ``folder``, by step N."""
+    return {int(p.name.split("-")[1]): p for p in folder.glob("checkpoint-*")
+            if p.name.split("-")[1].isdigit()}
+
+
 def checkpoint_before(folder: Path, step: int, margin: int = 0) -> Path | None:
     """The last ``checkpoint-N`` in ``folder`` with N < ``step`` - ``margin``, if any."""
-    steps = [int(p.name.split("-")[1]) for p in folder.glob("checkpoint-*")
-             if p.name.split("-")[1].isdigit()]
-    before = [n for n in steps if n < step - margin]
+    before = [n for n in checkpoints(folder) if n < step - margin]
     return folder / f"checkpoint-{max(before)}" if before else None
 
 
