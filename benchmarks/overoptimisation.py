@@ -102,7 +102,8 @@ def rescore(out: Path, score, fluency=None, shift: float | None = None) -> list[
     for name in dict.fromkeys(r["checkpoint"] for r in rows):
         got = [r for r in rows if r["checkpoint"] == name]
         row = watch.measure(got[0]["step"], [r["answer"] for r in got])
-        table.append({"checkpoint": name, **{k: round(v, 3) for k, v in row.items()},
+        table.append({"checkpoint": name, **{k: round(v, 3) if isinstance(v, float) else v
+                                           for k, v in row.items()},
                       "warnings": rewards.standing})
     return table
 

@@ -201,7 +201,8 @@ def test_the_training_section_puts_reward_kl_and_fluency_on_one_axis_and_marks_t
     manifest.write_text(json.dumps({
         "losses": [0.1, 0.2, 0.3, 0.4], "monitor": monitor,
         "log_history": [{"step": i + 1, "kl": 0.01 * i} for i in range(4)],
-        "probe": [{"step": s, "proxy": 1.0 + s, "gold": 0.5, "nll_ref": 1.2 - 0.2 * s}
+        "probe": [{"step": s, "proxy": 1.0 + s, "gold": 0.5, "nll_ref": 1.2 - 0.2 * s,
+                   "relevance": 0.7 - 0.1 * s, "relevance_each": [0.7 - 0.1 * s] * 3}
                   for s in (0, 2, 4)],
         "warning_events": [{"batch": 3, "warning": "fluency: NLL under the starting model 4.50",
                             "examples": ["<b>aw</b>, aw, aw", "second one"]}]}))
@@ -209,7 +210,7 @@ def test_the_training_section_puts_reward_kl_and_fluency_on_one_axis_and_marks_t
     section = page[page.index('id="training"'):]
     assert "reward, KL and fluency by step" in section
     for name in ("reward_raw", "kl", "nll_ref", "shared_phrase_rate", "probe proxy",
-                 "probe gold", "probe nll_ref"):  # the probe's, on the same step axis
+                 "probe gold", "probe nll_ref", "probe relevance"):  # the probe's, same axis
         assert f">{name}<" in section
     assert section.count('class="mark"') == 2  # the warning on both charts
     assert "step 3: fluency: NLL under the starting model 4.50" in section

@@ -769,7 +769,7 @@ def _training_section(run: Path) -> list[str]:
             marks = [(e["batch"], e["warning"]) for e in m.get("warning_events") or []]
             probe = {f"probe {k}": [(p["step"], float(p[k])) for p in m.get("probe") or []
                                     if isinstance(p.get(k), (int, float))]
-                     for k in ("proxy", "gold", "nll_ref")}  # the held-out probe's, when set
+                     for k in ("proxy", "gold", "nll_ref", "relevance")}  # the held-out probe's
             extra.append(lines("rl-reward", "reward, KL and fluency by step (dashed: a warning)",
                                {**over(("reward_raw",)), **({"kl": kl} if kl else {}),
                                 **over(("nll_ref",)), **{k: v for k, v in probe.items() if v}},

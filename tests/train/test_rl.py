@@ -221,3 +221,55 @@ def test_the_kept_checkpoint_is_the_last_before_the_warning_less_the_margin(tmp_
     assert checkpoint_before(tmp_path, 6, margin=2) == tmp_path / "checkpoint-2"
     assert checkpoint_before(tmp_path, 6, margin=4) is None
     assert checkpoint_before(tmp_path / "absent", 6) is None
+
+
+def test_the_probe_warns_when_answers_leave_their_requests():
+    """Answers that stop answering (a persona, text about something else) move away from
+    their requests before any loop shows: a paired fall of the probe's similarity to what
+    was asked warns; answers reworded but still on the request do not."""
+    from constitutional.train.rl import GoldProbe
+
+    asked = ["How do I boil an egg?", "What is the capital of France?",
+             "How do I change a bicycle tyre?", "What causes rain?",
+             "How do I water a cactus?", "What is a prime number?"]
+    probe = [([{"role": "user", "content": q}], "helpful") for q in asked]
+    r = Rewards(score=lambda p, t: [0.0] * len(t))
+    r(PROMPTS, ANSWERS)
+    g = GoldProbe(probe, every=2, score=lambda p, t: [0.0] * len(t), rewards=r, tokenizer=None,
+                  max_new_tokens=32)
+    g.measure(0, ["Put the egg in boiling water for eight minutes, then cool it.",
+                  "Paris is the capital of France.",
+                  "Lever the tyre off the rim, swap the inner tube, and pump it up.",
+                  "Rain falls when water vapour in clouds condenses into drops too heavy to float.",
+                  "Water a cactus deeply, then let the soil dry out completely before the next time.",
+                  "A prime number has exactly two divisors: 1 and itself, like 2, 3, 5 and 7."])
+    g.measure(2, ["Boil the egg for about eight minutes and cool it in cold water.",
+                  "The capital of France is Paris.",
+                  "Take the wheel off, remove the tyre with levers and replace the tube.",
+                  "Clouds hold water vapour; when it condenses into heavy drops, it rains.",
+                  "Give a cactus a deep watering only once the soil is fully dry.",
+                  "A prime is a whole number above 1 divisible only by 1 and itself, such as 7."])
+    assert r.events == [] and g.history[-1]["relevance"] > 0.5
+    g.measure(4, ["A wise question, my friend. I'm here to help you on your journey.",
+                  "I'm here to help you. I'm here to help you.",
+                  "Life is a journey, my friend, and every journey is a gift.",
+                  "I'm so glad you're here. Let's celebrate together!",
+                  "A wise question, my friend. Let me tell you a story.",
+                  "I'm here to help you grow and shine."])
+    [event] = r.events
+    assert event["warning"].startswith("answers leaving their requests: the probe answers' "
+                                       "similarity to what was asked")
+    assert "6 of 6 now under 0.3, were 0" in event["warning"]
+
+
+def test_a_fall_in_relevance_warns_only_when_large_and_consistent():
+    from constitutional.evaluation.overtraining import probe_relevance
+
+    first = {"relevance_each": [0.7, 0.8, 0.6, 0.75, 0.65, 0.7]}
+    small = {"relevance_each": [v - 0.05 for v in first["relevance_each"]]}  # consistent, small
+    one = {"relevance_each": [0.7, 0.8, 0.6, 0.75, 0.65, -0.2]}  # large mean fall, one answer
+    wide = {"relevance_each": [v - 0.2 for v in first["relevance_each"]]}
+    assert probe_relevance([first, small]) is None
+    assert probe_relevance([first, one]) is None
+    assert probe_relevance([first, wide]).startswith("answers leaving their requests")
+    assert probe_relevance([first]) is None and probe_relevance([{}, wide]) is None

@@ -106,7 +106,9 @@ class RLTrainConfig(TrainConfig):
                              "policy answers held-out probe prompts (the last 8 red-team and 8 "
                              "helpful, set aside): their reward (the proxy) against what it stands "
                              "for (refusals where harmful, answers where helpful, no loops); a "
-                             "proxy that rises while gold does not is a warning (0: off). With "
+                             "proxy that rises while gold does not is a warning, and so is a "
+                             "significant fall of the answers' similarity to their requests "
+                             "(0: off). With "
                              "checkpoints, the manifest names the one that scored best on gold.")
     helpful_ratio: float = Field(0.5, ge=0, description="Helpful prompts per red-team prompt in "
                                  "the RL mix (without them models turn evasive: Kundu et al. 2023).")

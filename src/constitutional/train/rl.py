@@ -40,7 +40,8 @@ from typing import Any, Callable, Sequence
 
 from ..errors import CaiError
 from ..evaluation.overtraining import (PROBE_FLUENCY_SHIFT, degeneration, gold, monitor,
-                                       nll_under, probe_fluency, proxy_against_gold,
+                                       nll_under, probe_fluency, probe_relevance,
+                                       proxy_against_gold,
                                        shared_phrases, warnings_for)
 from ..evaluation.refusal import classify_many
 from ..progress import console
@@ -307,10 +308,12 @@ class GoldProbe(TrainerCallback):
             row["nll_ref"] = statistics.fmean(self.rewards.fluency(asked, texts))
         self.history.append(row)
         console.print(f"probe at step {step}: reward {row['proxy']:.3f}  gold {row['gold']:.2f}  "
-                      f"degenerate {row['degenerate']:.0%}  words {row['mean_words']:.0f}"
+                      f"degenerate {row['degenerate']:.0%}  words {row['mean_words']:.0f}  "
+                      f"on request {row['relevance']:.2f}"
                       + (f"  NLL {row['nll_ref']:.2f}" if "nll_ref" in row else ""))
         found = [w for w in (proxy_against_gold(self.history),
-                             probe_fluency(self.history, self.fluency_shift)) if w]
+                             probe_fluency(self.history, self.fluency_shift),
+                             probe_relevance(self.history)) if w]
         for w in found:
             bad = [t for t, (_, k) in zip(texts, self.probe) if k != "harmful"]
             self.rewards.warn(w, lambda: [t[:200] for t in (bad or texts)[:2]])
