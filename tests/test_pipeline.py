@@ -1,4 +1,4 @@
-"""pipeline.py and stages.py: the config, stage keys, status; then the real end-to-end `cai run` with SIGKILL."""
+"""pipeline.py and stages.py: the config, stage fingerprints, status; then the real end-to-end `cai run` with SIGKILL."""
 
 import importlib.util
 import json
@@ -47,12 +47,12 @@ def test_overrides_parse_values_and_beat_the_file(tmp_path):
     assert r.returncode == 2 and "field 'sft.bogus': unknown key" in r.stderr
 
 
-def test_changing_a_setting_changes_exactly_the_downstream_keys(tmp_path):
+def test_changing_a_setting_changes_exactly_the_downstream_fingerprints(tmp_path):
     def keys(overrides):
         run = Run(load_config(None, overrides), tmp_path)
         for s in STAGES:
-            run.keys[s] = run.key(s)
-        return run.keys
+            run.fingerprints[s] = run.fingerprint(s)
+        return run.fingerprints
 
     a, b = keys([]), keys(["pm.learning_rate=0.001"])
     changed = {s for s in STAGES if a[s] != b[s]}
@@ -84,8 +84,8 @@ def test_rl_reads_the_preference_model_only_when_it_is_rloo(tmp_path):
             run = Run(load_config(None, [f"rl.method={method!r}".replace("'", '"'),
                                          f"pm.learning_rate={lr}"]), tmp_path)
             for s in STAGES:
-                run.keys[s] = run.key(s)
-            keys.append(run.keys)
+                run.fingerprints[s] = run.fingerprint(s)
+            keys.append(run.fingerprints)
         return {s for s in STAGES if keys[0][s] != keys[1][s]}
 
     assert changed("dpo") == {"pm", "report"}
@@ -392,3 +392,18 @@ def test_a_stage_whose_output_was_deleted_runs_again(tmp_path, monkeypatch):
     assert "[judge] done before, but its output is gone: running it again" in said
     assert check.read_text() == first
     assert {r["stage"]: r["state"] for r in status(tmp_path / "run")}["judge"] == "done"
+
+
+def test_a_run_made_before_markers_said_fingerprint_stays_up_to_date(tmp_path, monkeypatch):
+    """Markers written when the stage hash was called ``key`` still count: renaming the
+    word does not rerun anyone's finished stages."""
+    run = _scripted_run(tmp_path, monkeypatch)
+    run.run(["prompts", "judge"], echo=lambda _: None)
+    for marker in (tmp_path / "run" / ".cai" / "stages").glob("*.json"):
+        m = json.loads(marker.read_text())
+        m["key"] = m.pop("fingerprint")
+        marker.write_text(json.dumps(m))
+    said: list[str] = []
+    _scripted_run(tmp_path, monkeypatch).run(["prompts", "judge"], echo=said.append)
+    assert [s.split(" (")[0] for s in said if not s.startswith("[judge] judge")] == [
+        "[prompts] up to date", "[judge] up to date"], said

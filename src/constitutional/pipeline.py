@@ -17,8 +17,9 @@ Stages, in order (each writes under the run folder):
     eval      base vs SL-CAI vs RL-CAI: harm, refusals, evasiveness, Elo        eval/
     report    one self-contained HTML page                                     report.html
 
-A stage is skipped when its marker (``.cai/stages/NAME.json``) holds the same key: a
-hash of its own settings and the keys of the stages it reads, and its output is still
+A stage is skipped when its marker (``.cai/stages/NAME.json``) holds the same fingerprint:
+a hash of its own settings and the fingerprints of the stages it reads (the word a stage's
+record file uses for what its records depend on), and its output is still
 there (delete a stage's output and the next run makes it again). A stage killed midway
 resumes: generation stages keep every batch already written (the run store skips their
 ids); training stages start over. Change a setting and exactly the stages downstream
@@ -58,22 +59,28 @@ class Run:
             None if config.constitution == "default" else config.constitution)
         self.layout = RunLayout(self.root)
         self.markers = self.layout.markers
-        self.keys: dict[str, str] = {}
+        self.fingerprints: dict[str, str] = {}
 
-    def key(self, stage: str) -> str:
+    def fingerprint(self, stage: str) -> str:
         """A hash of the stage's own settings, the models' settings, the constitution and
-        the keys of the stages it reads: change one and exactly what depends on it reruns."""
+        the fingerprints of the stages it reads: change one and exactly what depends on it
+        reruns."""
         c, s = self.config, stage_table.BY_NAME[stage]
         own = {name: getattr(c, name).model_dump(mode="json") for name in s.sections}
         # The engine is left out, as [ray] is: a run resumes under another engine, and
         # each stage's marker records which engine made its records.
         models = c.models.model_dump(mode="json", exclude={"engine"})
         return content_hash([stage, own, models,
-                             self.constitution.hash, [self.keys[u] for u in s.upstream(c)]])
+                             self.constitution.hash, [self.fingerprints[u] for u in s.upstream(c)]])
 
     def marker(self, stage: str) -> dict[str, Any] | None:
         path = self.markers / f"{stage}.json"
-        return read_json(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        m = read_json(path)
+        if "key" in m and "fingerprint" not in m:  # a marker written before the rename
+            m["fingerprint"] = m.pop("key")
+        return m
 
     def _write_marker(self, stage: str, data: dict[str, Any]) -> None:
         write_json(self.markers / f"{stage}.json", data)
@@ -97,11 +104,12 @@ class Run:
         results = {}
         for stage in stage_table.STAGES:
             name = stage.name
-            self.keys[name] = self.key(name)
+            self.fingerprints[name] = self.fingerprint(name)
             if only and name not in only:
                 continue
             m = self.marker(name)
-            done = m and m.get("key") == self.keys[name] and m.get("state") == "done"
+            same = bool(m and m.get("fingerprint") == self.fingerprints[name])
+            done = same and m.get("state") == "done"
             if done and stage.output_gone(m, self.layout):
                 echo(f"[{name}] done before, but its output is gone: running it again")
                 done = False
@@ -111,17 +119,19 @@ class Run:
                 if name == "judge" and m.get("summary", {}).get("line"):
                     echo(f"[judge] {m['summary']['line']}")
                 continue
-            # Same key as an interrupted attempt: resume. A new key: replace old records.
-            resume = bool(m and m.get("key") == self.keys[name])
+            # The same fingerprint as an interrupted attempt: resume. A new one: replace the
+            # old records.
+            resume = same
             echo(f"[{name}] {'resuming' if resume else 'running'}")
             t0 = time.time()
-            self._write_marker(name, {"stage": name, "key": self.keys[name], "state": "running",
+            self._write_marker(name, {"stage": name, "fingerprint": self.fingerprints[name],
+                                      "state": "running",
                                       "started_at": now()})
             if stage.trains:
                 handle.release(engines=False)  # free this process's models for training
             loaded = len(handle.LOADS)
             summary = stage.run(self.context(overwrite=not resume))
-            marker = {"stage": name, "key": self.keys[name], "state": "done",
+            marker = {"stage": name, "fingerprint": self.fingerprints[name], "state": "done",
                       "started_at": m.get("started_at") if resume and m else None,
                       "finished_at": now(), "seconds": round(time.time() - t0, 1),
                       "models_loaded": handle.LOADS[loaded:], "summary": summary}

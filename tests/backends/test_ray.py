@@ -52,5 +52,5 @@ def test_pipeline_config_has_a_ray_section_outside_every_stage_key(tmp_path):
     assert b.ray.workers == 2
     ra, rb = Run(a, tmp_path / "a"), Run(b, tmp_path / "b")
     for stage in STAGES:
-        ra.keys[stage], rb.keys[stage] = ra.key(stage), rb.key(stage)
-    assert ra.keys == rb.keys
+        ra.fingerprints[stage], rb.fingerprints[stage] = ra.fingerprint(stage), rb.fingerprint(stage)
+    assert ra.fingerprints == rb.fingerprints

@@ -200,9 +200,10 @@ def run_model(name: str, backend: Backend, folder: Path, config: CapabilityConfi
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # tasks read local files
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = {"config": config.dump(), "spec": backend.spec, "model_files": _stamp(backend.spec)}
-    key = content_hash(settings)
+    fingerprint = content_hash(settings)
     done = folder / f"{name}.json"
-    if done.is_file() and read_json(done).get("key") == key and (folder / f"{name}.jsonl").is_file():
+    if (done.is_file() and fingerprint in (read_json(done).get(k) for k in ("fingerprint", "key"))
+            and (folder / f"{name}.jsonl").is_file()):
         return read_jsonl(folder / f"{name}.jsonl")
     import lm_eval
 
@@ -227,7 +228,7 @@ def run_model(name: str, backend: Backend, folder: Path, config: CapabilityConfi
         task_module.tqdm = bar
     rows = _rows(result["samples"])
     write_jsonl(folder / f"{name}.jsonl", rows)
-    write_json(done, {"key": key, **settings, "lm_eval": lm_eval.__version__,
+    write_json(done, {"fingerprint": fingerprint, **settings, "lm_eval": lm_eval.__version__,
                       "results": result["results"]})
     return rows
 

@@ -298,8 +298,8 @@ def probe_fluency(history: Sequence[dict[str, Any]], shift: float = PROBE_FLUENC
 # overoptimisation.py): on the two healthy ones (28 probes) it fell at most 0.072 (lowest p
 # 0.04); the two collapses probed every two steps fell 0.185 and 0.198 (p 0.004) at step 4,
 # the first checkpoint a reader found degenerate, and 0.33–0.48 at step 6. It does not see
-# every collapse: one that loops on the request's own words (lr 5e-5, seed 1) kept its
-# similarity.
+# every drift: a run whose answers kept to their requests while turning into step-by-step
+# compliance with a few loops (lr 5e-5, seed 1) kept its similarity.
 RELEVANCE_DROP = 0.1
 RELEVANCE_P = 0.01
 

@@ -475,6 +475,9 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
         found = checkpoint_before(out / "checkpoints", rewards.first_warning or 0,
                                   c.rollback_margin)
         manifest["checkpoint_before_warnings"] = str(found) if found else None
+        console.print(f"over-training: roll back to {found}" if found else
+                      "over-training: no checkpoint was saved before the first warning; the "
+                      f"starting policy ({model}) is the last one before it")
 
     if trainer.accelerator.is_main_process:
         write_json(out / "cai_training.json", manifest)
