@@ -70,8 +70,8 @@ class Run:
         # The engine is left out, as [ray] is: a run resumes under another engine, and
         # each stage's marker records which engine made its records.
         models = c.models.model_dump(mode="json", exclude={"engine"})
-        return content_hash([stage, own, models,
-                             self.constitution.hash, [self.fingerprints[u] for u in s.upstream(c)]])
+        upstream = [self.fingerprints[u] for u in s.upstream(c)]
+        return content_hash([stage, own, models, self.constitution.hash, upstream])
 
     def marker(self, stage: str) -> dict[str, Any] | None:
         path = self.markers / f"{stage}.json"
@@ -125,8 +125,7 @@ class Run:
             echo(f"[{name}] {'resuming' if resume else 'running'}")
             t0 = time.time()
             self._write_marker(name, {"stage": name, "fingerprint": self.fingerprints[name],
-                                      "state": "running",
-                                      "started_at": now()})
+                                      "state": "running", "started_at": now()})
             if stage.trains:
                 handle.release(engines=False)  # free this process's models for training
             loaded = len(handle.LOADS)

@@ -309,6 +309,7 @@ def probe_fluency(history: Sequence[dict[str, Any]], shift: float = PROBE_FLUENC
 # compliance with a few loops (lr 5e-5, seed 1) kept its similarity.
 RELEVANCE_DROP = 0.1
 RELEVANCE_P = 0.01
+OFF_REQUEST = 0.3  # an answer this far from its request is about something else, or nothing
 
 
 def probe_relevance(history: Sequence[dict[str, Any]], drop: float = RELEVANCE_DROP,
@@ -338,9 +339,6 @@ def probe_relevance(history: Sequence[dict[str, Any]], drop: float = RELEVANCE_D
             f"{sum(first) / len(first):.2f} → {sum(last) / len(last):.2f} (paired p = {p:.3g}; "
             f"{far} of {len(last)} now under {OFF_REQUEST}, were "
             f"{sum(1 for v in first if v < OFF_REQUEST)})")
-
-
-OFF_REQUEST = 0.3  # an answer this far from its request is about something else, or nothing
 
 
 def nll_under(backend, prompts: Sequence[Sequence[Any]], texts: Sequence[str]) -> list[float]:
