@@ -3,17 +3,24 @@
 The records test runs the real commands on the scripted backend; the defaults test reads
 every stage command's options back and compares them with the config models."""
 
+import inspect
 import json
 
 import pytest
 import typer
 
 from constitutional import cli
-from constitutional.cli.options import cli_defaults, options
+from constitutional.cli.options import options
 from constitutional.config import StageConfig
 from constitutional.pipeline import PipelineConfig
 
 from .conftest import cai
+
+def cli_defaults(command) -> dict:
+    """The default each option of a command shows in its --help."""
+    return {p.name: getattr(p.default, "default", p.default)
+            for p in inspect.signature(command).parameters.values()}
+
 
 STAGE_COMMANDS = {
     "generate": cli.generate, "pairs": cli.sample_pairs, "redteam": cli.redteam,

@@ -178,8 +178,8 @@ def default_constitution_path() -> Path:
 
 
 def load(path: str | Path | None = None) -> Constitution:
-    """Load and validate a constitution; ``None`` means the packaged default."""
-    path = Path(path) if path is not None else default_constitution_path()
+    """Load and validate a constitution; ``None`` (or ``"default"``) means the packaged one."""
+    path = Path(path) if path not in (None, "default") else default_constitution_path()
     text = _read_text(path)
     try:
         raw = tomllib.loads(text)

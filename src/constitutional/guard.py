@@ -55,6 +55,21 @@ class GuardConfig(StageConfig):
     folds: int = Field(5, ge=2, description="Folds for the out-of-fold scores.")
     c: float = Field(1.0, gt=0, description="Inverse regularisation of the logistic regression.")
     seed: int = Field(0, description="Seeds the folds and the mutations.")
+    harmful: Names = Field(("bundled:redteam",), description="Harmful requests: bundled:redteam "
+                           "or a prompt file, such as a run's redteam.jsonl; repeat for several.")
+    helpful: str = Field("bundled:helpful", description="Benign requests.")
+    borderline: str = Field("bundled:borderline", description="Benign look-alikes; the "
+                            "threshold is chosen on them.")
+    run: str | None = Field(None, description="Also a cai run folder's red-team prompts (with "
+                            "those its redteam stage grew).")
+
+    def prompts(self) -> tuple[list[Prompt], list[Prompt], list[Prompt]]:
+        """The harmful, helpful and borderline prompts these sources name."""
+        from .redteam import resolve_prompts
+
+        harmful = [*self.harmful, *([red_team_of(self.run)] if self.run is not None else [])]
+        return ([p for h in harmful for p in resolve_prompts(h)], resolve_prompts(self.helpful),
+                resolve_prompts(self.borderline))
 
 
 def request_text(messages) -> str:

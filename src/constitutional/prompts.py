@@ -17,7 +17,7 @@ import io
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -114,12 +114,24 @@ def packaged(name: str) -> Path:
     return Path(str(resources.files("constitutional") / "data" / name))
 
 
+def parse_where(items: Sequence[str]) -> dict[str, str] | None:
+    """``COLUMN=VALUE`` filters (``--where label=safe``) as a dict."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise CaiError(f"--where {item!r}: expected COLUMN=VALUE, e.g. label=safe")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out or None
+
+
 def load_prompts(path: str | Path, column: str | None = None,
                  category_column: str = "category", limit: int | None = None,
-                 where: dict[str, str] | None = None) -> list[Prompt]:
+                 where: dict[str, str] | Sequence[str] | None = None) -> list[Prompt]:
     """Read prompts, dropping exact duplicates (same conversation) but keeping order.
     ``where`` keeps only rows whose columns equal the given values (XSTest's
-    ``label=safe``)."""
+    ``label=safe``; a dict, or ``COLUMN=VALUE`` strings)."""
+    where = where if where is None or isinstance(where, dict) else parse_where(where)
     path = input_file(path)
     try:
         text = path.read_text(encoding="utf-8")

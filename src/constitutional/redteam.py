@@ -17,7 +17,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 from pydantic import Field
 
@@ -70,7 +70,7 @@ def in_locale(prompts: list[Prompt], locale: str) -> list[Prompt]:
 
 
 def resolve_prompts(source: str, column: str | None = None, limit: int | None = None,
-                    where: dict[str, str] | None = None,
+                    where: dict[str, str] | Sequence[str] | None = None,
                     category_column: str = "category") -> list[Prompt]:
     """A bundled set name (``bundled:redteam``) or a file path, either with an optional
     ``@LOCALE``: the set's prompts in that locale (``bundled:redteam@fr``: our French

@@ -55,6 +55,15 @@ class ModelConfig(BaseModel):
         text = spec.text if isinstance(spec, Spec) else str(spec)
         return self.model_copy(update={"spec": text, **changes})
 
+    def named(self, specs: list[str]) -> dict[str, "ModelConfig"]:
+        """``NAME=SPEC`` (or a bare spec, named after itself) → that model, with these
+        settings."""
+        out = {}
+        for s in specs:
+            name, _, spec = s.partition("=") if "=" in s and not s.startswith("hf:") else (s, "", s)
+            out[name] = self.using(spec)
+        return out
+
     def backend(self) -> "LazyBackend":
         """This model's backend: loaded on first use, shared with every other user of the
         same config in this process."""

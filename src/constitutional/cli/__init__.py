@@ -20,6 +20,7 @@ from .. import __version__, guard as guards, pipeline, render, report
 from ..audit import agreement as audit_agreement, sample as audit_sampling
 from ..audit.db import AuditDB
 from ..backends import DEFAULT_MODEL, ModelConfig
+from ..constitution import load as _load
 from ..critique import CritiqueConfig, run_critique
 from ..devices import configure
 from ..errors import CaiError
@@ -35,7 +36,7 @@ from ..redteam import RedteamConfig, build_redteam, resolve_prompts
 from ..render import out, said
 from ..sft_data import SFTDataConfig, build_sft as sft_rows
 from ..train.config import DPOTrainConfig, PMTrainConfig, RLTrainConfig, SFTTrainConfig
-from .options import command, constitution, load_constitution as _load, named, renamed, sub_app
+from .options import command, constitution, renamed, sub_app
 
 app = typer.Typer(
     help="Constitutional AI end to end: write a constitution, then critique and revise "
@@ -127,11 +128,9 @@ def constitution_diff(a: str = typer.Argument(..., help="Old constitution."),
 # -- generation and SL-CAI ----------------------------------------------------------------
 
 @command(app, None, GenerateConfig, roles=("model",), out="generate.jsonl", overwrite=True,
-         prompts=dict(default=None, help="JSONL or CSV prompt file."))
+         prompts=dict(default=..., help="JSONL or CSV prompt file, or bundled:NAME."))
 def generate(model, prompts, out_dir, overwrite, config) -> None:
     """Generate responses for a prompt file, batched and resumable (rerun to resume)."""
-    if not prompts:
-        raise CaiError("--prompts: give a JSONL or CSV prompt file")
     said("generate", generated(model.backend(), prompts, out_dir, config,
                                batch_size=model.batch_size, overwrite=overwrite), out_dir)
 
@@ -181,13 +180,9 @@ def label(model, out_dir, constitution, overwrite, chunk_size, config,
 # -- training -------------------------------------------------------------------------
 
 def _train(kind: str, data, out_dir: Path, model: str, config, **kw) -> None:
-    """Run trainer ``train.<kind>`` from ``model`` (device and dtype: the root options')."""
-    import importlib
+    from ..train import train
 
-    m = ModelConfig(spec=model)
-    run = getattr(importlib.import_module(f"..train.{kind}", __package__), f"train_{kind}")
-    said(f"train {kind}", run(data, out_dir, m.model_dir(), config, device=m.device,
-                              dtype=m.dtype, **kw), out_dir)
+    said(f"train {kind}", train(kind, data, out_dir, ModelConfig(spec=model), config, **kw), out_dir)
 
 
 @command(train_app, "sft", SFTTrainConfig, out="the trained model")
@@ -340,7 +335,7 @@ def eval_locales(model, out_dir, config, others: Optional[list[str]] = Others,
     """Refusals in each language against English on the same prompts: the share of answers
     in the prompt's language, refusal rates with 95% intervals and McNemar's test against
     English. A figure in a language the refusal measure does not read says so."""
-    ms = {"model": model, **named(others or [], model)}
+    ms = {"model": model, **model.named(others or [])}
     sets = locs.translated_sets({"harmful": harmful, "borderline": benign}, list(config.locales))
     render.locales(locs.evaluate_locales({k: m.backend() for k, m in ms.items()}, sets, out_dir,
                                          config.max_new_tokens, model.batch_size), out_dir)
@@ -354,7 +349,7 @@ def eval_capability(model, out_dir, config, others: Optional[list[str]] = Others
     kept, and every pair of models compared on the same questions (McNemar). Uses the
     engine --engine picks. Never train on these sets."""
     model = model.model_copy(update={"batch_size": config.batch_size})
-    ms = {model.spec: model, **named(others or [], model)}
+    ms = {model.spec: model, **model.named(others or [])}
     render.capability(evaluate_capability({k: m.backend() for k, m in ms.items()}, out_dir,
                                           config), out_dir)
 
@@ -388,7 +383,7 @@ def eval_compare(
 ) -> None:
     """Pairwise comparisons by the feedback model (both orders): win rates and Elo with
     bootstrap intervals, for harmlessness and helpfulness separately."""
-    ms = named(specs, feedback)
+    ms = feedback.named(specs)
     if len(ms) < 2:
         raise CaiError("cai eval compare needs at least two models")
     render.elo(_evaluate(ms, resolve_prompts(harmful, None, limit), [],
@@ -434,22 +429,10 @@ def report_cmd(run: Path = Run, output: Optional[Path] = typer.Option(
 # -- guard ----------------------------------------------------------------------------
 
 @command(guard_app, "train", guards.GuardConfig, out="guard.json")
-def guard_train(out_dir, config,
-                harmful: list[str] = typer.Option(["bundled:redteam"], help="Harmful requests: "
-                                                  "bundled:redteam or a prompt file, such as a "
-                                                  "run's redteam.jsonl; repeat for several."),
-                helpful: str = typer.Option("bundled:helpful", help="Benign requests."),
-                borderline: str = typer.Option("bundled:borderline", help="Benign look-alikes; "
-                                               "the threshold is chosen on them."),
-                run: Optional[Path] = typer.Option(None, help="Also a cai run folder's red-team "
-                                                   "prompts (with those its redteam stage grew)."),
-                ) -> None:
+def guard_train(out_dir, config) -> None:
     """Fit the guard on harmful requests (and their mutations) against benign ones; the
     threshold blocks at most --false-block of the borderline set, measured out of fold."""
-    harmful = [*harmful, *([guards.red_team_of(run)] if run is not None else [])]
-    render.guard_trained(guards.train_guard([p for h in harmful for p in resolve_prompts(h)],
-                                            resolve_prompts(helpful), resolve_prompts(borderline),
-                                            out_dir, config), out_dir)
+    render.guard_trained(guards.train_guard(*config.prompts(), out_dir, config), out_dir)
 
 
 @command(guard_app, "check", out="guard_check.jsonl", out_required=False)

@@ -21,6 +21,7 @@ import typer
 from pydantic import ValidationError
 
 from ..config import StageConfig
+from ..constitution import load
 from ..errors import CaiError
 
 C = TypeVar("C", bound=StageConfig)
@@ -180,23 +181,16 @@ def prompt_source(default: str | None = "bundled:redteam", *, limit: int | None 
         if not values["source"]:
             return {"prompts": [], **kept}
         return {"prompts": resolve_prompts(values["source"], values["column"], values["limit"],
-                                           where(values.get("where", [])),
+                                           values.get("where"),
                                            values.get("category_column", "category")), **kept}
 
     return group(added, build, ("prompts", "limit") if keep_limit else ("prompts",))
 
 
-def load_constitution(path: str):
-    """A constitution named on the command line (``default``: the packaged one)."""
-    from .. import constitution as c
-
-    return c.load(None if path == "default" else path)
-
-
 def constitution(required: bool = False) -> Decorator:
     """``--constitution/-c``, handed to the command loaded (``default``: the packaged one)."""
     return one("constitution", str, ... if required else "default", "--constitution", "-c",
-               help="Constitution TOML ('default': the packaged one).", build=load_constitution)
+               help="Constitution TOML ('default': the packaged one).", build=load)
 
 
 def command(app: typer.Typer, name: str | None = None, config: type[C] | None = None, *,
@@ -230,16 +224,6 @@ def command(app: typer.Typer, name: str | None = None, config: type[C] | None = 
     return wrap
 
 
-def named(specs: list[str], like: Any) -> dict[str, Any]:
-    """``NAME=SPEC`` (or a bare spec, named after itself) → that model, with ``like``'s
-    settings (a ``ModelConfig``)."""
-    out = {}
-    for s in specs:
-        name, _, spec = s.partition("=") if "=" in s and not s.startswith("hf:") else (s, "", s)
-        out[name] = like.using(spec)
-    return out
-
-
 def sub_app(app: typer.Typer, name: str, help: str) -> typer.Typer:
     """A command group (``cai eval …``) added to ``app``."""
     sub = typer.Typer(help=help, no_args_is_help=True)
@@ -257,17 +241,6 @@ def renamed(app: typer.Typer, old: str, new: str, command: Callable) -> None:
         return command(**kwargs)
 
     app.command(old.split()[-1], hidden=True)(alias)
-
-
-def where(items: list[str]) -> dict[str, str] | None:
-    """``--where COLUMN=VALUE`` options as a filter."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise CaiError(f"--where {item!r}: expected COLUMN=VALUE, e.g. label=safe")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out or None
 
 
 def _nested(annotation: Any) -> bool:
@@ -294,13 +267,3 @@ def _cli_type(annotation: Any) -> Any:
             return typing.Optional[args[0]]
         return str
     return annotation
-
-
-def cli_defaults(command: Callable) -> dict[str, Any]:
-    """The default of each option a command built with ``options`` shows (for the test
-    that every command-line default equals its config default)."""
-    out = {}
-    for p in inspect.signature(command).parameters.values():
-        default = p.default
-        out[p.name] = getattr(default, "default", default)
-    return out
