@@ -11,7 +11,7 @@ no options, no caches: once with a float32 copy of the model (the issue-17 targe
 ≥ 2× that) and once in the stage's own dtype. Reported as scorings per second and the
 ratios.
 
-accuracy: `cai eval labeler` on the first N pairs (the human harmlessness labels), with
+accuracy: `cai eval feedback` on the first N pairs (the human harmlessness labels), with
 and without order averaging; chain of thought on the first --cot-pairs of them.
 """
 
@@ -96,17 +96,17 @@ def throughput(args) -> dict:
 
 
 def accuracy(args) -> dict:
-    from constitutional.evaluation.preference import eval_labeler
+    from constitutional.evaluation.preference import eval_feedback
 
     c = constitution.load()
     rows = load_comparisons(HH, limit=args.pairs)
     backend = load_backend("smollm2", batch_size=args.batch_size)
     t0 = time.perf_counter()
-    m = eval_labeler(backend, rows, c, Path(args.out) / "direct", cot=(False,), source=str(HH))
+    m = eval_feedback(backend, rows, c, Path(args.out) / "direct", cot=(False,), source=str(HH))
     result = {"direct": m["direct"], "direct_s": round(time.perf_counter() - t0, 1)}
     if args.cot_pairs:
         t0 = time.perf_counter()
-        m = eval_labeler(backend, rows[: args.cot_pairs], c, Path(args.out) / "cot", cot=(True,),
+        m = eval_feedback(backend, rows[: args.cot_pairs], c, Path(args.out) / "cot", cot=(True,),
                          source=str(HH))
         result.update(cot=m["cot"], cot_s=round(time.perf_counter() - t0, 1))
     for mode in ("direct", "cot"):

@@ -175,12 +175,12 @@ def overtraining(stats: dict[str, Any], warned: list[str]) -> None:
         out.print(f"[yellow]warning:[/yellow] {escape(w)}")
 
 
-def labeler(m: dict[str, Any], at: Any) -> None:
+def feedback_agreement(m: dict[str, Any], at: Any) -> None:
     for key in ("direct", "cot"):
         if key in m:
             calibration(f"{key}, one order", m[key]["one_order"])
             calibration(f"{key}, both orders averaged", m[key]["averaged"])
-    metrics_in(f"{at}/eval_labeler.json")
+    metrics_in(f"{at}/eval_feedback.json")
 
 
 def refusals(m: dict[str, Any], harmful: bool, at: Any) -> None:

@@ -6,7 +6,7 @@ import math
 
 from constitutional import constitution
 from constitutional.backends.scripted import ScriptedBackend
-from constitutional.evaluation.preference import eval_labeler
+from constitutional.evaluation.preference import eval_feedback
 from constitutional.feedback import OPTIONS
 
 
@@ -24,9 +24,9 @@ def test_labeler_eval_tracks_which_response_the_humans_chose():
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        m = eval_labeler(ScriptedBackend(scores=judge), comparisons, constitution.load(), d,
+        m = eval_feedback(ScriptedBackend(scores=judge), comparisons, constitution.load(), d,
                          cot=(False,))
-        rows = [json.loads(line) for line in open(f"{d}/eval_labeler.jsonl")]
+        rows = [json.loads(line) for line in open(f"{d}/eval_feedback.jsonl")]
     assert m["direct"]["averaged"]["accuracy"] == 1.0
     # one order: right whenever the human pick is shown first (p 0.9), wrong otherwise (0.7 for the other)
     shown_first = sum(r["p_chosen_one_order"] > 0.5 for r in rows)

@@ -47,10 +47,18 @@ def test_a_judge_without_self_preference_is_not_flagged(tmp_path):
 
 
 def test_the_command_prints_the_self_preference_line(tmp_path):
-    r = cai("eval", "self-preference", "--judge", "scripted:prefer=self", "--other", "scripted",
+    r = cai("eval", "self-preference", "--feedback", "scripted:prefer=self", "--other", "scripted",
             "--reference", "scripted", "--limit", "6", "-o", tmp_path, check=True)
     saved = json.loads((tmp_path / "self_preference.json").read_text())
     # the other model is scripted too: its answers are the judge's own words, so every pair
     # has identical answers and nothing is compared
     assert saved["identical_answers"] == 6 and saved["judge_view"]["n"] == 0
     assert "self-preference" in r.stdout
+
+
+def test_the_old_judge_flag_still_names_the_feedback_model_with_a_notice(tmp_path):
+    r = cai("eval", "self-preference", "--judge", "scripted:prefer=self", "--other", "scripted",
+            "--limit", "2", "-o", tmp_path, check=True)
+    assert "--judge is now --feedback" in r.stderr
+    saved = json.loads((tmp_path / "self_preference.json").read_text())
+    assert "prefer=self" in json.dumps(saved)

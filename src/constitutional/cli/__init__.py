@@ -46,7 +46,7 @@ constitution_app = sub_app(app, "constitution", "Validate, show, hash and diff c
 train_app = sub_app(app, "train", "Train with TRL: sft, pm (preference model), dpo, rloo (RL "
                     "against the preference model).")
 eval_app = sub_app(app, "eval", "Evaluate: harm, refusals, compare (Elo), pm (preference model), "
-                   "labeler (AI labels vs humans), robustness, regress, overtraining, "
+                   "feedback (the feedback model's labels vs humans'), robustness, regress, overtraining, "
                    "refusal-classifier, capability, self-preference, locales (refusals across "
                    "languages).")
 guard_app = sub_app(app, "guard", "A prompt guard learned from red-team findings: train it, "
@@ -279,12 +279,12 @@ def eval_pm(out_dir, config) -> None:
     render.calibration(f"preference model on {m['n_comparisons']} comparisons", m, out_dir)
 
 
-@command(eval_app, "labeler", preference.LabelerEvalConfig, roles=("model",), batch_size=16,
-         ray=False, out="eval_labeler.json/.jsonl", constitution_file=True)
-def eval_labeler(model, out_dir, constitution, config) -> None:
-    """The AI labeler's agreement with the file's labels (humans' for HH-RLHF): with and
-    without order averaging, with and without chain of thought."""
-    render.labeler(preference.eval_labeler(
+@command(eval_app, "feedback", preference.FeedbackEvalConfig, roles=("model",), batch_size=16,
+         ray=False, out="eval_feedback.json/.jsonl", constitution_file=True)
+def eval_feedback(model, out_dir, constitution, config) -> None:
+    """The feedback model's (--model's) agreement with the file's labels (humans' for
+    HH-RLHF): with and without order averaging, with and without chain of thought."""
+    render.feedback_agreement(preference.eval_feedback(
         model.backend(), config.load(), constitution, out_dir, seed=config.seed,
         cot=(False, True) if config.cot else (False,), source=str(config.data)), out_dir)
 
@@ -354,21 +354,21 @@ def eval_capability(model, out_dir, config, others: Optional[list[str]] = Others
                                           config), out_dir)
 
 
-@command(eval_app, "self-preference", SelfPreferenceConfig, roles=("judge",),
+@command(eval_app, "self-preference", SelfPreferenceConfig, roles=("feedback",),
          prompts=dict(default="bundled:helpful", limit=40), constitution_file=True,
          out="self_preference.json, pairs.jsonl")
 def eval_self_preference(
-    judge, prompts, out_dir, constitution, config,
-    other: str = typer.Option(..., help="The model whose answers the judge's own are compared "
-                              "with: a model spec."),
-    reference: Optional[str] = typer.Option(None, help="A reference judge on the same pairs: "
-                                            "self-preference is the judge's excess."),
+    feedback, prompts, out_dir, constitution, config,
+    other: str = typer.Option(..., help="The model whose answers the feedback model's own are "
+                              "compared with: a model spec."),
+    reference: Optional[str] = typer.Option(None, help="A reference feedback model on the same "
+                                            "pairs: self-preference is the excess over it."),
 ) -> None:
-    """Does the judge prefer its own answers? It compares them with --other's on the same
-    prompts, both orders, as it labels RLAIF pairs; against --reference on the same pairs."""
+    """Does the feedback model prefer its own answers? It compares them with --other's on the
+    same prompts, both orders, as it labels RLAIF pairs; against --reference on the same pairs."""
     render.self_preference(self_preference(
-        judge.backend(), judge.using(other).backend(), prompts, out_dir, config=config,
-        constitution=constitution, reference=judge.using(reference).backend() if reference
+        feedback.backend(), feedback.using(other).backend(), prompts, out_dir, config=config,
+        constitution=constitution, reference=feedback.using(reference).backend() if reference
         else None), out_dir)
 
 
@@ -525,6 +525,7 @@ def audit_report(db: Path = Db, seed: int = typer.Option(0, help="Seeds the boot
 renamed(app, "build-sft", "sft-data", build_sft)
 renamed(app, "sample-pairs", "pairs", sample_pairs)
 renamed(train_app, "train rl", "train rloo", train_rl)
+renamed(eval_app, "eval labeler", "eval feedback", eval_feedback)
 
 
 def main() -> None:

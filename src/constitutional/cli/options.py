@@ -111,9 +111,9 @@ def options(model: type[C], skip: tuple[str, ...] = (),
 ROLES = {
     "model": ("--model", "-m", "Model spec: smollm2 (the packaged default), hf:DIR, "
               "openai:URL#MODEL, or scripted."),
-    "feedback": ("--feedback", "-f", "The feedback model (the judge): a model spec."),
-    "judge": ("--judge", "-j", "The judge whose preference for its own answers is measured."),
+    "feedback": ("--feedback", "-f", "The feedback model, which labels and judges: a model spec."),
 }
+OLD_FLAGS = {"feedback": "--judge"}  # an old name that still works for now, with a notice
 
 
 def models(*roles: str, required: tuple[str, ...] = (), batch_size: int | None = 32,
@@ -129,6 +129,9 @@ def models(*roles: str, required: tuple[str, ...] = (), batch_size: int | None =
         flag, short, text = ROLES[role]
         added.append(_option(role, str, ... if role in required else DEFAULT_MODEL, flag, short,
                              help=text))
+        if role in OLD_FLAGS:
+            added.append(_option(f"old_{role}", typing.Optional[str], None, OLD_FLAGS[role],
+                                 hidden=True))
     if batch_size is not None:  # None: the command's own config has a batch size
         added.append(_option("batch_size", int, batch_size, "--batch-size",
                              help="Sequences per batched model call."))
@@ -149,6 +152,11 @@ def models(*roles: str, required: tuple[str, ...] = (), batch_size: int | None =
             raise CaiError(f"option --ray: must be 0 or more (got {values['ray']})")
         shared = dict(batch_size=size, ray_workers=values.get("ray", 0),
                       ray_address=values.get("ray_address"))
+        for role in roles:
+            if values.get(f"old_{role}"):
+                print(f"note: {OLD_FLAGS[role]} is now {ROLES[role][0]}; the old name still "
+                      "works for now", file=sys.stderr)
+                values[role] = values[f"old_{role}"]
         return {role: ModelConfig(spec=values[role], **shared) for role in roles}
 
     return group(added, build, roles)

@@ -1,7 +1,7 @@
 """How good are the preference model and the AI labeler? Accuracy and calibration.
 
     cai eval pm --pm runs/x/pm --data ../shared/data/hh-rlhf/harmless-base_test.jsonl.gz
-    cai eval labeler --data ../shared/data/hh-rlhf/harmless-base_test.jsonl.gz --limit 200
+    cai eval feedback --data ../shared/data/hh-rlhf/harmless-base_test.jsonl.gz --limit 200
 
 Both write ``<name>.json`` (metrics) and ``<name>.jsonl`` (one verdict per comparison) in
 ``--out``. Accuracy counts a comparison right when the model prefers the response the
@@ -85,8 +85,8 @@ class PMEvalConfig(ComparisonSource):
     batch_size: int = Field(8, ge=1, description="Comparisons per forward pass.")
 
 
-class LabelerEvalConfig(ComparisonSource):
-    """``cai eval labeler``: the comparisons, and which labelers to measure."""
+class FeedbackEvalConfig(ComparisonSource):
+    """``cai eval feedback``: the comparisons, and which labelers to measure."""
 
     limit: int | None = Field(100, ge=1, description="Use only the first N comparisons.")
     cot: bool = Field(True, description="Also measure the chain-of-thought labeler.")
@@ -114,9 +114,9 @@ def eval_pm(pm, comparisons: list[dict[str, Any]], out: str | Path, name: str = 
     return _write(Path(out), name, metrics, rows)
 
 
-def eval_labeler(backend: Backend, comparisons: list[dict[str, Any]], constitution: Constitution,
+def eval_feedback(backend: Backend, comparisons: list[dict[str, Any]], constitution: Constitution,
                  out: str | Path, cot: tuple[bool, ...] = (False, True), seed: int = 0,
-                 chunk_size: int = 32, name: str = "eval_labeler", source: str = "") -> dict[str, Any]:
+                 chunk_size: int = 32, name: str = "eval_feedback", source: str = "") -> dict[str, Any]:
     """The AI labeler against the comparison labels (humans' for HH-RLHF).
 
     Each comparison's two responses are shown in a seeded random order, scored in both

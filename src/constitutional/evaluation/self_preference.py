@@ -1,6 +1,6 @@
 """Does the judge prefer its own answers? Self-preference of a feedback model.
 
-    cai eval self-preference --judge smollm2 --other hf:runs/x/models/sft \
+    cai eval self-preference --feedback smollm2 --other hf:runs/x/models/sft \
                              [--reference M] --prompts bundled:helpful --limit 40 --out DIR
 
 The judge and another model answer the same prompts (greedy). The judge then compares its
