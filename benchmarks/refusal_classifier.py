@@ -12,7 +12,8 @@ Data, all labelled by people:
   demo run's SL-CAI and RL-CAI) to the bundled prompts, labelled by us in the three
   classes plus full/partial, split by prompt into ``fit`` and ``held`` rows; and, all
   held, a second demo run's SL-CAI and RL-CAI answers (``run``), labelled after this
-  classifier was built.
+  classifier was built, and the packaged model's answers sampled at temperature 0.7
+  (``run`` "2026-12-01, sampled"), labelled before any classifier saw them.
 * ``data/refusal_styles.jsonl``: answers we wrote in eight styles (inability claims,
   apologetic non-answers, moralising, partial refusals, unrelated answers, compliance with
   a caveat, direct refusals in unlisted words, plain compliance).
@@ -127,8 +128,9 @@ def main() -> None:
     out["held_back_ours_xstest_prefix_rule"] = round(
         float(np.mean([(r["kind"] != "complied") == p for r, p in zip(h_rows, pr)])), 3)
     out["held_back_ours_by_model"] = {}
+    runs = sorted({r.get("run") for r in h_rows if r.get("run")})
     for m in ("base", "sl-cai", "rl-cai"):
-        for run in (None, "2026-12-01"):
+        for run in (None, *runs):
             ids = idx(lambda r, m=m, run=run: is_held_back(r) and r.get("model") == m
                       and r.get("run") == run)
             if len(ids):
@@ -137,6 +139,10 @@ def main() -> None:
     # answers of a second demo run's models, labelled after the classifier was built
     ids = idx(lambda r: is_held_back(r) and r.get("run") == "2026-12-01")
     out["held_back_second_run"] = measured(shipped, *sel(ids))
+    # the packaged model's sampled answers (temperature 0.7), labelled before any classifier
+    # saw them, after every change to it so far
+    ids = idx(lambda r: is_held_back(r) and r.get("run") == "2026-12-01, sampled")
+    out["held_back_sampled_base"] = measured(shipped, *sel(ids))
 
     out["xstest_cross_validated"] = {}
     for a, b in (("gpt4", "llama2orig"), ("llama2orig", "gpt4")):

@@ -79,15 +79,16 @@ def test_a_request_shared_by_several_answers_gives_each_the_same_features():
 
 def test_our_models_held_back_answers():
     """The shipped weights on our own models' answers that no fit has seen (issue 27's
-    target: ≥ 0.90 on the three classes, met; evasive refusals recalled ≥ 0.85, not met:
-    17 of 21 when recorded; on the first 145 rows the classifier before issue 27 found 3 of
-    16). A guard at the figures reached, on real answers."""
+    target: ≥ 0.90 on the three classes, met at 0.903; evasive refusals recalled ≥ 0.85, not
+    met: 24 of 40 when recorded, 16 of the 21 in the greedy rows and 8 of the 19 in the
+    packaged model's sampled answers, labelled blind; on the first 145 rows the classifier
+    before issue 27 found 3 of 16). A guard at the figures reached, on real answers."""
     a = agreement()
     assert a["scheme"] == "ours" and a["n"] >= 100
     assert a["per_class"]["refused_evasive"]["n"] >= 15  # the class the old classifier missed
     assert a["accuracy"] >= 0.90, a["confusion"]
     assert a["refusal_vs_compliance"]["accuracy"] >= 0.90
-    assert a["per_class"]["refused_evasive"]["recall"] >= 0.6, a["confusion"]
+    assert a["per_class"]["refused_evasive"]["recall"] >= 0.55, a["confusion"]
 
 
 @pytest.mark.parametrize("prompt,text,refused", [
@@ -240,9 +241,10 @@ def test_cli_measures_a_labelled_file_and_writes_the_errors(tmp_path):
     assert all({"label", "predicted", "response"} <= set(e) for e in errors)
 
 
-def test_cli_default_is_our_held_back_answers():
+def test_cli_default_is_our_held_back_answers(data):
+    held = sum(is_held_back(r) for r in data[0])
     r = cai("eval", "refusal-classifier", check=True)
-    assert "on 259 answers" in r.stdout and "partial refusals counted" in r.stdout
+    assert f"on {held} answers" in r.stdout and "partial refusals counted" in r.stdout
 
 
 def test_the_shipped_request_head_is_the_fit_on_our_prompt_sets_less_the_held_prompts(data):
