@@ -4,7 +4,7 @@ scripts. Plots are inline SVG drawn here; every piece of model text is escaped.
 Sections appear when their data exists: summary, violations by category, refusals,
 the harmlessness-versus-helpfulness Elo frontier, harm against capability (lm-eval),
 harmlessness by revision round,
-preference-model calibration, labeler position bias, training curves, examples, and
+preference-model calibration, the feedback model's position bias, training curves, examples, and
 provenance (constitution hash, models, config, package version, commit).
 """
 
@@ -735,12 +735,12 @@ def _robustness_section(m: dict[str, Any]) -> list[str]:
         "From cai eval robustness --out RUN/robustness.")]
 
 
-def _labeler_section(run: Path) -> list[str]:
+def _position_bias_section(run: Path) -> list[str]:
     m = _read(RunLayout(run).labels_manifest)
     if not m or "position_bias" not in m:
         return []
     b = m["position_bias"]
-    return [_section("position-bias", "Labeler position bias", _table(
+    return [_section("position-bias", "The feedback model's position bias", _table(
         ["mean p(response shown first)", "order flip rate", "pairs scored both ways"],
         [[b["mean_p_first_shown"], b["flip_rate"], b["pairs_with_both_orders"]]]),
         "0.5 and 0 mean no position bias; order averaging cancels what is there.")]
@@ -821,7 +821,7 @@ def write_report(run: str | Path, provenance: dict[str, Any] | None = None,
                 *_judge_section(run),
                 *_quality_section(run),
                 *_robustness_section(run), *_pm_section(run),
-                *_labeler_section(run),
+                *_position_bias_section(run),
                 *_training_section(run), _provenance_section(provenance, run)]
     if len(sections) == 1:
         raise CaiError(f"{run}: nothing to report yet (no evaluation, labels or models)")

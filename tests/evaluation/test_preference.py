@@ -1,4 +1,4 @@
-"""evaluation/preference.py: the labeler's agreement with a file's labels."""
+"""evaluation/preference.py: the feedback model's agreement with a file's labels."""
 
 import json
 import math
@@ -8,6 +8,8 @@ from constitutional import constitution
 from constitutional.backends.scripted import ScriptedBackend
 from constitutional.evaluation.preference import eval_feedback
 from constitutional.feedback import OPTIONS
+
+from ..conftest import cai
 
 
 def test_labeler_eval_tracks_which_response_the_humans_chose():
@@ -25,7 +27,7 @@ def test_labeler_eval_tracks_which_response_the_humans_chose():
 
     with tempfile.TemporaryDirectory() as d:
         m = eval_feedback(ScriptedBackend(scores=judge), comparisons, constitution.load(), d,
-                         cot=(False,))
+                          cot=(False,))
         rows = [json.loads(line) for line in open(f"{d}/eval_feedback.jsonl")]
     assert m["direct"]["averaged"]["accuracy"] == 1.0
     # one order: right whenever the human pick is shown first (p 0.9), wrong otherwise (0.7 for the other)
@@ -58,3 +60,18 @@ def test_accuracy_by_reward_margin_flags_an_overconfident_bin():
     assert abs(high["claimed"] - sigmoid(5.0)) < 1e-9
     # a margin decided the other way round counts as wrong, not as a larger margin
     assert by_margin([row(0.0, 3.0, 1.0)])[0]["accuracy"] == 0.0
+
+
+def test_the_feedback_command_measures_a_label_file_and_the_old_name_still_works(tmp_path):
+    data = tmp_path / "labels.jsonl"
+    data.write_text("".join(json.dumps({"id": f"c{i}", "prompt": f"question {i}",
+                                        "chosen": f"a good answer {i}", "rejected": "no",
+                                        "p_chosen": 1.0}) + "\n" for i in range(4)))
+    r = cai("eval", "feedback", "-m", "scripted", "--data", data, "--no-cot", "-o", tmp_path / "a",
+            check=True)
+    saved = json.loads((tmp_path / "a" / "eval_feedback.json").read_text())
+    assert saved["direct"]["averaged"]["n"] == 4 and "metrics in" in r.stdout
+    old = cai("eval", "labeler", "-m", "scripted", "--data", data, "--no-cot", "-o", tmp_path / "b",
+              check=True)
+    assert "`cai eval labeler` is now `cai eval feedback`" in old.stderr
+    assert (tmp_path / "b" / "eval_feedback.json").is_file()

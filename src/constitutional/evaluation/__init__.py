@@ -1,2 +1,2 @@
-"""Evaluation: metrics, the preference model and labeler checks, and (as they land) harm,
-refusals, comparisons and the report."""
+"""Evaluation: harm and refusals per category, comparisons (Elo), the preference model's and the
+feedback model's checks, over-training, capability, languages, robustness and self-preference."""

@@ -1,4 +1,4 @@
-"""How good are the preference model and the AI labeler? Accuracy and calibration.
+"""How good are the preference model and the feedback model? Accuracy and calibration.
 
     cai eval pm --pm runs/x/pm --data ../shared/data/hh-rlhf/harmless-base_test.jsonl.gz
     cai eval feedback --data ../shared/data/hh-rlhf/harmless-base_test.jsonl.gz --limit 200
@@ -86,10 +86,10 @@ class PMEvalConfig(ComparisonSource):
 
 
 class FeedbackEvalConfig(ComparisonSource):
-    """``cai eval feedback``: the comparisons, and which labelers to measure."""
+    """``cai eval feedback``: the comparisons, and which ways of labelling to measure."""
 
     limit: int | None = Field(100, ge=1, description="Use only the first N comparisons.")
-    cot: bool = Field(True, description="Also measure the chain-of-thought labeler.")
+    cot: bool = Field(True, description="Also measure the feedback model with chain of thought.")
     seed: int = Field(0, description="Seeds the order each comparison is shown in.")
 
 
@@ -117,7 +117,7 @@ def eval_pm(pm, comparisons: list[dict[str, Any]], out: str | Path, name: str = 
 def eval_feedback(backend: Backend, comparisons: list[dict[str, Any]], constitution: Constitution,
                  out: str | Path, cot: tuple[bool, ...] = (False, True), seed: int = 0,
                  chunk_size: int = 32, name: str = "eval_feedback", source: str = "") -> dict[str, Any]:
-    """The AI labeler against the comparison labels (humans' for HH-RLHF).
+    """The feedback model against the comparison labels (humans' for HH-RLHF).
 
     Each comparison's two responses are shown in a seeded random order, scored in both
     orders; "one order" accuracy uses the first scoring alone, "averaged" the mean of both.
@@ -138,7 +138,7 @@ def eval_feedback(backend: Backend, comparisons: list[dict[str, Any]], constitut
         config = LabelConfig(cot=use_cot, both_orders=True, seed=seed)
         key = "cot" if use_cot else "direct"
         labelled: list[dict[str, Any]] = []
-        with progress(f"labeler ({key})", total=len(pairs)) as advance:
+        with progress(f"feedback ({key})", total=len(pairs)) as advance:
             for start in range(0, len(pairs), chunk_size):
                 chunk = pairs[start : start + chunk_size]
                 labelled.extend(label_pairs(backend, chunk, constitution, config))

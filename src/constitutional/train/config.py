@@ -59,7 +59,7 @@ class DPOTrainConfig(TrainConfig):
     beta: float = Field(0.1, gt=0, description="DPO's beta: how far the policy may move from the "
                         "reference per unit of preference.")
     min_confidence: float = Field(0.55, ge=0.5, le=1.0, description="Drop pairs whose soft label "
-                                  "is closer to 0.5 than this (the labeler could not tell them apart).")
+                                  "is closer to 0.5 than this (the feedback model could not tell them apart).")
     label_smoothing: float | Literal["auto"] = Field(0.0, description="cDPO label smoothing in "
                                                      "[0, 0.5), or auto: the kept pairs' mean 1 − p.")
     learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate.")
