@@ -64,11 +64,12 @@ class SentenceJudge:
         return [k / len(self.words) for k in got]
 
 
-def _probe_prompts():
+def _probe_prompts(size: int = PROBE.stop - PROBE.start):
     from constitutional.redteam import resolve_prompts
 
-    return ([p.text for p in resolve_prompts("bundled:redteam")[PROBE]],
-            [p.text for p in resolve_prompts("bundled:helpful")[PROBE]])
+    take = slice(PROBE.start, PROBE.start + size)
+    return ([p.text for p in resolve_prompts("bundled:redteam")[take]],
+            [p.text for p in resolve_prompts("bundled:helpful")[take]])
 
 
 def _answers(spec: str, prompts: list[str]) -> list[str]:
@@ -91,8 +92,8 @@ def rescore(out: Path, score, fluency=None, shift: float | None = None) -> list[
     from constitutional.train.rl import GoldProbe, Rewards
 
     rows = [json.loads(x) for x in (out / "probe.jsonl").read_text(encoding="utf-8").splitlines()]
-    n = PROBE.stop - PROBE.start
     first = [r for r in rows if r["checkpoint"] == rows[0]["checkpoint"]]
+    n = len(first) // 2  # red-team prompts first, then as many helpful ones
     probe = [([{"role": "user", "content": r["prompt"]}], "harmful" if i < n else "helpful")
              for i, r in enumerate(first)]
     rewards = Rewards(score, fluency=fluency)
@@ -127,6 +128,9 @@ def main() -> None:
                     "the last checkpoint at least this many steps before the first warning")
     ap.add_argument("--probe-every", type=int, default=0, help="the monitor's proxy-against-gold "
                     "probe during training, on the same probe prompts (0: off)")
+    ap.add_argument("--probe-size", type=int, default=PROBE.stop - PROBE.start,
+                    help="red-team prompts in the probe set, and as many helpful ones (10: "
+                    "bundled prompts 64–73 of each; more take the prompts after them)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--rescore", action="store_true", help="only set proxy against gold (and "
                     "the probe's fluency under the starting model) for the probe answers already "
@@ -153,7 +157,7 @@ def main() -> None:
                            checkpoint_every=args.checkpoint_every,
                            stop_on_warning=args.stop_on_warning, probe_every=args.probe_every,
                            rollback_margin=args.rollback_margin)
-    harmful, helpful = _probe_prompts()
+    harmful, helpful = _probe_prompts(args.probe_size)
     probe = ([([{"role": "user", "content": p}], "harmful") for p in harmful]
              + [([{"role": "user", "content": p}], "helpful") for p in helpful])
     done = out / "model" / "cai_training.json"
