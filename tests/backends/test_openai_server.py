@@ -159,8 +159,10 @@ def test_generate_and_score_against_the_real_server(server):
 def test_every_record_exactly_once_through_a_faulty_proxy(server, tmp_path):
     prompts = [Prompt(id=f"p{i:02d}", messages=chat(f"Say a word about the number {i}."))
                for i in range(40)]
-    with FaultProxy(server.rsplit("/v1", 1)[0], seed=1, delay_s=4.0) as proxy:
-        backend = OpenAIBackend(proxy.url + "/v1", "smollm2", concurrency=4, timeout=3.0,
+    # The client's timeout covers a request queued behind the other three on a loaded CPU
+    # (llama.cpp's server answers one at a time); a delayed request outlasts it.
+    with FaultProxy(server.rsplit("/v1", 1)[0], seed=1, delay_s=10.0) as proxy:
+        backend = OpenAIBackend(proxy.url + "/v1", "smollm2", concurrency=4, timeout=8.0,
                                 max_retries=2)
         sampling = GenerateConfig(max_new_tokens=8, temperature=0)
         runs = 0
@@ -216,8 +218,10 @@ def test_critique_and_label_keep_their_records_through_a_faulty_proxy(server, tm
     # meets the same faults every run; twice the default rates make a request fail both its
     # attempts often enough that the first run stops part-way.
     with FaultProxy(server.rsplit("/v1", 1)[0], fail=0.14, drop=0.14, delay=0.12,
-                    seed=3, delay_s=4.0) as proxy:
-        backend = OpenAIBackend(proxy.url + "/v1", "smollm2", concurrency=4, timeout=3.0, max_retries=1)
+                    seed=3, delay_s=10.0) as proxy:
+        # a timeout that a request queued behind three others meets on a loaded CPU (at 3 s
+        # one CI run timed out on every retry once training shared the machine)
+        backend = OpenAIBackend(proxy.url + "/v1", "smollm2", concurrency=4, timeout=8.0, max_retries=1)
         runs, kept_after_failure = 0, None
         while True:
             runs += 1
