@@ -52,10 +52,7 @@ def main() -> None:
     train_s = time.perf_counter() - t0
     guard = Guard.load(out_dir)
 
-    with open(DATA, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    texts = [r["prompt"] for r in rows]
-    unsafe = np.asarray([r["label"] == "unsafe" for r in rows])
+    rows, texts, unsafe = _xstest()
     scores = guard.scores(texts)
     blocked = scores >= guard.threshold
     roc = []
@@ -98,7 +95,7 @@ def main() -> None:
 def _xstest():
     with open(DATA, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    return [r["prompt"] for r in rows], np.asarray([r["label"] == "unsafe" for r in rows])
+    return rows, [r["prompt"] for r in rows], np.asarray([r["label"] == "unsafe" for r in rows])
 
 
 def at_false_block(scores: np.ndarray, unsafe: np.ndarray, rate: float = 0.10) -> float:
@@ -118,7 +115,7 @@ def curve(seeds: int, out_dir: Path) -> None:
     from constitutional.redteam import resolve_prompts
 
     sets = [resolve_prompts(f"bundled:{name}") for name in ("redteam", "helpful", "borderline")]
-    texts, unsafe = _xstest()
+    _, texts, unsafe = _xstest()
     rows = []
     for share in (0.25, 0.5, 0.75, 1.0):
         got = []
