@@ -55,6 +55,68 @@ def test_unreachable_server_fails_clearly_and_writes_nothing(tmp_path):
     assert "Connection" in failures[0]["error"]
 
 
+def test_a_probe_that_times_out_decides_nothing(tmp_path):
+    """Finding out how a server scores: a lost connection is a retryable failure of every
+    request, not a verdict that the server cannot judge, and the next call probes again."""
+    from constitutional import constitution
+    from constitutional.backends.base import RequestsFailed
+    from constitutional.feedback import LabelConfig, run_label
+    from constitutional.store import Incomplete
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "smollm2", max_retries=0, timeout=2)
+    reqs = [ChoiceRequest(prefix=f"One, two, {i},", options=(" four", " banana")) for i in range(3)]
+    with pytest.raises(RequestsFailed, match="rerun") as e:
+        backend.score(reqs)
+    assert sorted(e.value.errors) == [0, 1, 2] and e.value.results == [None] * 3
+    assert "APIConnectionError" in e.value.errors[0] and "next_token" in e.value.errors[0]
+    assert backend.score_method is None  # nothing concluded, nothing cached
+    pairs = [{"id": f"q{i}", "messages": [m.model_dump() for m in chat(f"Q{i}?")],
+              "responses": ["No.", "Yes."]} for i in range(2)]
+    with pytest.raises(Incomplete, match="rerun"):  # a stage lists the pairs and carries on
+        run_label(backend, pairs, constitution.load(), tmp_path, LabelConfig())
+    failures = (tmp_path / "labels.failures.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["pair_id"] for x in failures) == ["q0", "q1"]
+
+
+def test_a_server_that_refuses_every_method_is_named_as_unable_to_judge():
+    """A 400 to every probe is an answer: each method is tried once, then a clear error."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps({"error": {"message": "logprobs are not supported"}}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAIBackend(f"http://127.0.0.1:{httpd.server_address[1]}/v1", "smollm2")
+        req = ChoiceRequest(messages=chat("Pick one."), options=(" (A)", " (B)"))
+        with pytest.raises(CaiError, match="offers no option log-probabilities") as e:
+            backend.score([req])
+    finally:
+        httpd.shutdown()
+    for method in ("next_token", "echo", "prompt_logprobs", "top_logprobs"):
+        assert method in str(e.value)
+    assert "BadRequestError" in str(e.value)
+    # next_token 1, echo 2 options, prompt_logprobs 2 options, top_logprobs 1: no retries of a 400
+    assert len(seen) == 6 and seen[0]["max_tokens"] == 1 and seen[0]["logprobs"] == 20
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

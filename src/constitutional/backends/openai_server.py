@@ -25,7 +25,9 @@ different ways; the first that works is detected once per backend:
 
 Methods 1 to 3 send rendered prompt text, so they need the model's chat template: the
 packaged one when MODEL starts with ``smollm2``, else name a tokenizer with ``@SPEC``.
-A server that offers none of them gets a clear error, not a silent guess.
+A server that offers none of them gets a clear error, not a silent guess; a probe that
+times out or loses its connection decides nothing (the requests fail, retryable, and the
+next call probes again).
 
 Requests run concurrently (asyncio, at most ``concurrency`` at once) with a timeout each.
 The ``openai`` client retries 408, 409, 429, 5xx and connection errors with exponential
@@ -46,6 +48,8 @@ from .base import (ChoiceRequest, Generation, GenerationRequest, RequestsFailed,
 
 FLOOR = -100.0  # log-probability of an option the server did not list among its top tokens
 TOP_K = 20      # top log-probabilities asked for (OpenAI's and vLLM's usual maximum)
+# failures that say nothing about what the server offers (the client retried them already)
+TRANSIENT = ("APITimeoutError", "APIConnectionError", "RateLimitError", "InternalServerError")
 
 
 class OpenAIBackend:
@@ -241,18 +245,27 @@ class OpenAIBackend:
         got = {t.token.strip(): t.logprob for t in top}
         return {o: got.get(o.strip(), FLOOR) for o in r.options}
 
-    def _detect(self, probe: ChoiceRequest) -> str:
-        """Try each method on one real request; keep the first that works."""
+    def _detect(self, requests: list[ChoiceRequest]) -> str:
+        """Try each method on one real request; keep the first that works. A method the
+        server refuses (a 4xx, an answer without log-probabilities) is passed over; one
+        whose probe timed out or lost its connection tells nothing, so detection stops
+        there, every request fails as a retryable failure and the next call tries again
+        (passing over it could settle on a worse method, e.g. llama.cpp's shifted echo)."""
         tried = []
         for method in ("next_token", "echo", "prompt_logprobs", "top_logprobs"):
             try:
-                self._score_with(method, [probe])
+                self._score_with(method, requests[:1])
                 return method
             except CaiError as e:
                 if "chat template" in str(e):
                     raise
                 errors = getattr(e, "errors", None) or {0: str(e)}
-                tried.append(f"{method}: {next(iter(errors.values()))}")
+                first = next(iter(errors.values()))
+                if first.startswith(TRANSIENT):
+                    why = f"finding out how the server scores ({method}): {first}"
+                    raise RequestsFailed(self.spec, [None] * len(requests),
+                                         {i: why for i in range(len(requests))}) from None
+                tried.append(f"{method}: {first}")
         raise CaiError(f"model {self.spec!r}: the server offers no option log-probabilities "
                        f"(tried {'; '.join(tried)}); it can generate but not judge")
 
@@ -274,7 +287,7 @@ class OpenAIBackend:
         if not requests:
             return []
         if self.score_method is None:
-            self.score_method = self._detect(requests[0])
+            self.score_method = self._detect(requests)
         scores = self._score_with(self.score_method, requests)
         for s in scores:
             for k, v in s.items():
