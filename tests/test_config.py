@@ -122,3 +122,42 @@ helpful_ratio = 1.0
         check=True)
     assert len(_rows(run / "rlaif" / "labels.jsonl")) == 6
     assert _rows(run / "rlaif" / "labels.jsonl") == _rows(one / "rlaif" / "labels.jsonl")
+
+
+def _help_commands(command, path=()):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        if not sub.hidden:
+            yield from _help_commands(sub, (*path, name))
+
+
+def test_every_help_page_shows_its_text_whole():
+    """`--help` of every command: the summary and each option's help read as written,
+    with no line broken where the docstring wraps and nothing taken for markup."""
+    import re
+
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    def flat(text: str) -> str:
+        return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text.replace("`", "")).split())
+
+    root = get_command(cli.app)
+    runner = CliRunner()
+    checked = rows_checked = 0
+    for path, command in _help_commands(root):
+        page = runner.invoke(cli.app, [*path, "--help"], env={"COLUMNS": "250"})
+        assert page.exit_code == 0, (path, page.output)
+        shown = flat(page.output)
+        summary = inspect.cleandoc(command.help or "").split("\n\n")[0]
+        assert flat(summary) in shown, (path, summary)
+        for param in command.params:
+            if getattr(param, "help", None) and not param.hidden:
+                assert flat(param.help) in shown, (path, param.name, param.help)
+                checked += 1
+        if path and len(flat(summary)) <= 200:  # the parent's list: on one row at this width
+            parent = runner.invoke(cli.app, [*path[:-1], "--help"], env={"COLUMNS": "250"})
+            rows = [x for x in parent.output.splitlines() if x.startswith(f"│ {path[-1]} ")]
+            assert rows and flat(summary) in flat(rows[0]), (path, rows)
+            rows_checked += 1
+    assert checked > 100 and rows_checked > 30

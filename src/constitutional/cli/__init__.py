@@ -41,7 +41,8 @@ from .options import command, constitution, renamed, sub_app
 app = typer.Typer(
     help="Constitutional AI end to end: write a constitution, then critique and revise "
     "(SL-CAI), label with AI feedback (RLAIF), train, evaluate and audit.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    rich_markup_mode="markdown")
 constitution_app = sub_app(app, "constitution", "Validate, show, hash and diff constitution files.")
 train_app = sub_app(app, "train", "Train with TRL: sft, pm (preference model), dpo, rloo (RL "
                     "against the preference model).")
@@ -342,7 +343,7 @@ def eval_locales(model, out_dir, config, others: Optional[list[str]] = Others,
 
 
 @command(eval_app, "capability", CapabilityConfig, skip=("engine",), roles=("model",),
-         batch_size=None, out="capability.json, <model>.jsonl")
+         batch_size=None, out="capability.json, MODEL.jsonl")
 def eval_capability(model, out_dir, config, others: Optional[list[str]] = Others) -> None:
     """Capability kept? Multiple-choice benchmarks (ARC-Easy by default) through
     lm-evaluation-harness on local data: accuracy with 95% intervals, each question's result
@@ -400,7 +401,7 @@ Run = typer.Argument(..., help="Run folder.")
 def run_pipeline(
     config: str = typer.Argument(..., help="Pipeline TOML, or the name of a packaged one (demo)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o",
-                                           help="Run folder (default runs/<name>)."),
+                                           help="Run folder (default runs/NAME, the config's name)."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. "
                                    "--set sft.max_steps=4 (repeatable)."),
     only: list[str] = typer.Option([], "--only", help="Run only these stages (repeatable)."),

@@ -234,7 +234,7 @@ def command(app: typer.Typer, name: str | None = None, config: type[C] | None = 
 
 def sub_app(app: typer.Typer, name: str, help: str) -> typer.Typer:
     """A command group (``cai eval …``) added to ``app``."""
-    sub = typer.Typer(help=help, no_args_is_help=True)
+    sub = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode="markdown")
     app.add_typer(sub, name=name)
     return sub
 
