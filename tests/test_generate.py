@@ -67,6 +67,24 @@ def test_cli_bad_prompt_file_is_one_line(tmp_path):
     proc = cai("generate", "--model", "nope", "--prompts", ADVBENCH, "--column", "goal",
                "--out", tmp_path / "o", "--limit", "1")
     assert proc.returncode == 2 and "unknown spec" in proc.stderr
+    assert not (tmp_path / "o").exists()  # a bad model fails before anything is written
+
+
+def test_a_bad_model_is_named_before_the_output_folder_is_touched(tmp_path):
+    """A folder made with other settings must not hide the real mistake, a model that is
+    not there; and nothing is written for a model that cannot load."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hello"}\n')
+    cai("generate", "--model", "scripted", "--prompts", prompts, "--out", tmp_path / "o", check=True)
+    before = sorted(p.name for p in (tmp_path / "o").iterdir())
+    for model, says in (("hf:" + str(tmp_path / "missing"), "is not a model directory"),
+                        ("scripted:delay=soon", "expected scripted")):
+        for out in (tmp_path / "o", tmp_path / "new"):
+            proc = cai("generate", "--model", model, "--prompts", prompts, "--out", out)
+            assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+            assert "other settings" not in proc.stderr
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == before
 
 
 def test_truncated_prompts_are_counted_once_per_stage(tmp_path, smollm2, monkeypatch):

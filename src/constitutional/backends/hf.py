@@ -86,10 +86,7 @@ def resolve_model_dir(spec: "str | Spec | Path") -> Path:
                        f"{DEFAULT_MODEL} or hf:DIR)")
     if spec.packaged:
         return smollm2_dir()
-    path = spec.path
-    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-        raise CaiError(f"model {spec.text!r}: {path} is not a model directory (no config.json)")
-    return path
+    return spec.check().path
 
 
 # transformers 5.2x renamed the key/value cache argument and output field from

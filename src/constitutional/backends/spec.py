@@ -39,6 +39,15 @@ class Spec:
     def packaged(self) -> bool:
         return self.kind == "hf" and self.path is None
 
+    def check(self) -> "Spec":
+        """Fail now, naming the folder, if an ``hf:DIR`` holds no model (before a command
+        opens its output folder, not at the first load)."""
+        if self.kind == "hf" and self.path is not None and not any(
+                (self.path / f).exists() for f in ("config.json", "adapter_config.json")):
+            raise CaiError(f"model {self.text!r}: {self.path} is not a model directory "
+                           "(no config.json)")
+        return self
+
     def __str__(self) -> str:
         return self.text
 

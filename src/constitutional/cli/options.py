@@ -157,7 +157,10 @@ def models(*roles: str, required: tuple[str, ...] = (), batch_size: int | None =
                 print(f"note: {OLD_FLAGS[role]} is now {ROLES[role][0]}; the old name still "
                       "works for now", file=sys.stderr)
                 values[role] = values[f"old_{role}"]
-        return {role: ModelConfig(spec=values[role], **shared) for role in roles}
+        made = {role: ModelConfig(spec=values[role], **shared) for role in roles}
+        for m in made.values():  # a bad spec fails before the command writes anything
+            m.parsed.check()
+        return made
 
     return group(added, build, roles)
 
