@@ -28,6 +28,11 @@ def test_packaged_demo_config_is_valid():
     ("name = [1\n", r"bad.toml: TOML syntax error"),
     ("[rl.dpo]\nbeta = 'x'\n", r"bad.toml:2: field 'rl.dpo.beta'"),
     ("colour = 'red'\n", r"bad.toml:1: field 'colour': unknown key"),
+    ("name = 'x'\n\n[critque]\nrounds = 2\n",
+     r"bad.toml:3: field 'critque': unknown key \(did you mean 'critique'\?\)"),
+    ("name = 'x'\n[eval.capabilty]\nlimit = 2\n",
+     r"bad.toml:2: field 'eval.capabilty': unknown key \(did you mean 'capability'\?\)"),
+    ("model = 'scripted'\n", r"bad.toml:1: field 'model': unknown key \(did you mean 'models'\?\)"),
 ])
 def test_config_errors_name_the_file_line_and_field(tmp_path, text, expected):
     f = tmp_path / "bad.toml"
@@ -44,7 +49,16 @@ def test_overrides_parse_values_and_beat_the_file(tmp_path):
     with pytest.raises(CaiError, match="--set 'nonsense'"):
         load_config(f, ["nonsense"])
     r = cai("run", f, "--set", "sft.bogus=1", "--out", tmp_path / "r")
-    assert r.returncode == 2 and "field 'sft.bogus': unknown key" in r.stderr
+    assert r.returncode == 2 and "--set sft.bogus=1: field 'sft.bogus': unknown key" in r.stderr
+    # a bad value from --set is blamed on the --set, not on a line of the file
+    f.write_text("[sft]\nmax_steps = 'ten'\n")
+    with pytest.raises(CaiError, match=r"--set sft.max_steps=x: field 'sft.max_steps'"):
+        load_config(f, ["sft.max_steps=x"])
+    with pytest.raises(CaiError, match=r"p.toml:2: field 'sft.max_steps'"):
+        load_config(f, ["critique.rounds=1"])
+    with pytest.raises(CaiError, match=r"--set critque.rounds=1: field 'critque': unknown key "
+                       r"\(did you mean 'critique'\?\)"):
+        load_config(f, ["sft.max_steps=2", "critque.rounds=1"])
 
 
 def test_changing_a_setting_changes_exactly_the_downstream_fingerprints(tmp_path):

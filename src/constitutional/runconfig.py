@@ -79,6 +79,11 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int:
     """The line of ``[section]`` / ``key =`` a validation error points at."""
     lines = text.splitlines()
     start, end = 0, len(lines)
+    dotted = ".".join(map(str, loc))
+    table = re.compile(rf"^\s*\[+\s*{re.escape(dotted)}\s*[\].]")  # [a.b], [a.b.c], [[a.b]]
+    found = next((n for n, line in enumerate(lines) if table.match(line)), None)
+    if found is not None:  # the error is about a whole table
+        return found + 1
     if len(loc) >= 2:
         section = ".".join(map(str, loc[:-1]))
         header = re.compile(rf"^\s*\[\s*{re.escape(section)}\s*\]")
@@ -95,6 +100,20 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int:
         key = str(loc[0]) if loc else ""
         end = next((m for m, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
     return key_line(lines, start, end, key)
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """`` (did you mean 'critique'?)`` for a misspelt key, from the keys its table takes."""
+    import difflib
+
+    model: Any = PipelineConfig
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(str(part))
+        if field is None:
+            return ""
+        model = field.annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(getattr(model, "model_fields", {})), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _apply_override(raw: dict[str, Any], assignment: str) -> None:
@@ -140,6 +159,16 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineC
         err = e.errors()[0]
         field = ".".join(map(str, err["loc"]))
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg += _did_you_mean(err["loc"])
+        # the last --set of this key (or of a table above it) put the value there
+        def covers(o: str) -> bool:
+            a, b = f"{field}.", o.split("=", 1)[0].strip() + "."
+            return a.startswith(b) or b.startswith(a)
+
+        setter = next((o for o in reversed(overrides) if covers(o)), None)
+        if setter is not None:
+            raise CaiError(f"--set {setter}: field {field!r}: {msg}") from None
         return_line = _line_of(text, err["loc"]) if text else None
         at = f"{where}:{return_line}" if return_line else where
         raise CaiError(f"{at}: field {field!r}: {msg}") from None
