@@ -104,3 +104,21 @@ def test_truncated_prompts_are_counted_once_per_stage(tmp_path, smollm2, monkeyp
     assert kind["n"] == 3 and "truncated to its last 44" in kind["example"]
     (line,) = warning_lines(m)
     assert line.startswith("3 record(s) with: prompt of ") and line.endswith("(or similar)")
+
+
+def test_every_other_model_a_command_names_is_checked_before_any_model_runs(tmp_path):
+    """--other, --reference and NAME=SPEC lists: a bad one stops the command before the
+    first model answers, and nothing is written."""
+    missing = "hf:" + str(tmp_path / "missing")
+    cases = [
+        (["eval", "self-preference", "-f", "scripted", "--other", missing], "is not a model directory"),
+        (["eval", "self-preference", "-f", "scripted", "--other", "scripted",
+          "--reference", "scripted:prefer=nobody"], "expected scripted"),
+        (["eval", "compare", "-f", "scripted", "a=scripted", f"b={missing}"], "is not a model directory"),
+        (["eval", "locales", "-m", "scripted", "x=nonsense"], "unknown spec"),
+    ]
+    for k, (args, says) in enumerate(cases):
+        out = tmp_path / f"out{k}"
+        proc = cai(*args, "--out", out)
+        assert proc.returncode == 2 and says in proc.stderr, (args, proc.stderr)
+        assert not out.exists(), args

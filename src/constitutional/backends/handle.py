@@ -50,18 +50,21 @@ class ModelConfig(BaseModel):
     def parsed(self) -> Spec:
         return parse_spec(self.spec)
 
-    def using(self, spec: str | Path | Spec, **changes: Any) -> "ModelConfig":
-        """The same settings for another model."""
-        text = spec.text if isinstance(spec, Spec) else str(spec)
-        return self.model_copy(update={"spec": text, **changes})
+    def using(self, spec: str | Path | Spec, *, exists: bool = False, **changes: Any) -> "ModelConfig":
+        """The same settings for another model. The spec is checked now (its form; with
+        ``exists``, that an ``hf:DIR`` holds a model), not at the first load."""
+        parsed = parse_spec(spec.text if isinstance(spec, Spec) else str(spec))
+        if exists:
+            parsed.check()
+        return self.model_copy(update={"spec": parsed.text, **changes})
 
     def named(self, specs: list[str]) -> dict[str, "ModelConfig"]:
         """``NAME=SPEC`` (or a bare spec, named after itself) → that model, with these
-        settings."""
+        settings; every spec checked before any model runs."""
         out = {}
         for s in specs:
             name, _, spec = s.partition("=") if "=" in s and not s.startswith("hf:") else (s, "", s)
-            out[name] = self.using(spec)
+            out[name] = self.using(spec, exists=True)
         return out
 
     def backend(self) -> "LazyBackend":

@@ -239,9 +239,9 @@ def eval_robustness(model, feedback, prompts, out_dir, constitution, config) -> 
 def eval_regress(feedback, out_dir, config) -> None:
     """Regression suite tied to principle ids: which principles regressed from A to B
     (two models, or one model judged under two constitution versions)."""
-    c, a = config, feedback.using(config.a)
+    c, a = config, feedback.using(config.a, exists=True)
     ca = _load(c.constitution_a)
-    render.regressions(rob.regress(a.backend(), a.using(c.b or c.a).backend(), ca,
+    render.regressions(rob.regress(a.backend(), a.using(c.b or c.a, exists=True).backend(), ca,
                                    _load(c.constitution_b) if c.constitution_b else ca, out_dir,
                                    judge=feedback.backend(), cases=c.cases,
                                    max_new_tokens=c.max_new_tokens))
@@ -367,10 +367,11 @@ def eval_self_preference(
 ) -> None:
     """Does the feedback model prefer its own answers? It compares them with --other's on the
     same prompts, both orders, as it labels RLAIF pairs; against --reference on the same pairs."""
+    other_m = feedback.using(other, exists=True)
+    reference_m = feedback.using(reference, exists=True) if reference else None
     render.self_preference(self_preference(
-        feedback.backend(), feedback.using(other).backend(), prompts, out_dir, config=config,
-        constitution=constitution, reference=feedback.using(reference).backend() if reference
-        else None), out_dir)
+        feedback.backend(), other_m.backend(), prompts, out_dir, config=config,
+        constitution=constitution, reference=reference_m and reference_m.backend()), out_dir)
 
 
 @command(eval_app, "compare", EvalConfig, skip=("judge", "compare", "judge_principles"),
