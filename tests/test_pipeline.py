@@ -33,6 +33,7 @@ def test_packaged_demo_config_is_valid():
     ("name = 'x'\n[eval.capabilty]\nlimit = 2\n",
      r"bad.toml:2: field 'eval.capabilty': unknown key \(did you mean 'capability'\?\)"),
     ("model = 'scripted'\n", r"bad.toml:1: field 'model': unknown key \(did you mean 'models'\?\)"),
+    ("name = 'x'\n[models]\npolicy = 'gpt'\n", r"bad.toml:3: field 'models.policy': 'gpt': unknown spec"),
 ])
 def test_config_errors_name_the_file_line_and_field(tmp_path, text, expected):
     f = tmp_path / "bad.toml"

@@ -15,9 +15,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .backends.spec import DEFAULT_MODEL
+from .backends.spec import DEFAULT_MODEL, parse_spec
 from .config import key_line
 from .critique import CritiqueConfig
 from .errors import CaiError, input_file
@@ -46,6 +46,15 @@ class Models(_Section):
         "auto", description="What generates and scores: vllm, hf (our transformers loop), or "
         "auto (vLLM where it is installed and supports the model, else hf). Trainers always "
         "use transformers. Not part of any stage's key: a run resumes under another engine.")
+
+    @field_validator("policy", "feedback")
+    @classmethod
+    def _a_model_spec(cls, spec: str) -> str:
+        try:  # its form now, with the file's line; an hf:DIR is looked for when it loads
+            parse_spec(spec)
+        except CaiError as e:
+            raise ValueError(str(e).removeprefix("model ")) from None
+        return spec
 
 
 class Ray(_Section):
@@ -158,7 +167,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineC
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(map(str, err["loc"]))
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg += _did_you_mean(err["loc"])
         # the last --set of this key (or of a table above it) put the value there

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import devices
 from ..errors import CaiError
@@ -46,6 +46,12 @@ class ModelConfig(BaseModel):
     ray_workers: int = Field(0, ge=0)
     ray_address: str | None = None
 
+    @field_validator("spec")
+    @classmethod
+    def _known_form(cls, spec: str) -> str:
+        parse_spec(spec)  # a CaiError naming the spec and the forms it may take
+        return spec
+
     @property
     def parsed(self) -> Spec:
         return parse_spec(self.spec)
@@ -56,7 +62,7 @@ class ModelConfig(BaseModel):
         parsed = parse_spec(spec.text if isinstance(spec, Spec) else str(spec))
         if exists:
             parsed.check()
-        return self.model_copy(update={"spec": parsed.text, **changes})
+        return self.model_copy(update={"spec": parsed.text, **changes})  # (copies skip validators)
 
     def named(self, specs: list[str]) -> dict[str, "ModelConfig"]:
         """``NAME=SPEC`` (or a bare spec, named after itself) → that model, with these
