@@ -340,6 +340,13 @@ def test_audit_cli_sample_import_report(tmp_path):
     assert p.returncode == 2 and "unknown kind 'nope'" in p.stderr and "Traceback" not in p.stderr
     p = cai("audit", "serve", "--db", tmp_path / "none.db", "-r", "ann")
     assert p.returncode == 2 and "no audit database" in p.stderr
+    # import and export need the database a sample made; they do not make an empty one
+    for args in (("import", tmp_path / "h.jsonl"), ("export", tmp_path / "x.jsonl")):
+        p = cai("audit", *args, "--db", tmp_path / "none.db")
+        assert p.returncode == 2 and "no audit database" in p.stderr, args
+    assert not (tmp_path / "none.db").exists() and not (tmp_path / "x.jsonl").exists()
+    p = cai("audit", "export", tmp_path / "x.jsonl", "--db", db, check=True)
+    assert "exported 10 reviews" in p.stdout and len((tmp_path / "x.jsonl").read_text().splitlines()) == 10
 
 
 def test_eight_reviewers_writing_at_once_lose_nothing_and_double_nothing(tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import CaiError
-from ..jsonio import jsonl_objects, output_path
+from ..jsonio import jsonl_objects, output_path, write_text
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -178,14 +178,14 @@ class AuditDB:
 
     # -- JSONL import and export -----------------------------------------------------
     def export(self, path: str | Path) -> int:
+        """Every review with its item's kind, source and AI label, as JSONL (written
+        atomically: an interrupted export leaves the old file or the new one)."""
         rows = self.reviews()
         meta = {it["id"]: it for it in self.items()}
-        with open(path, "w", encoding="utf-8") as f:
-            for r in rows:
-                it = meta[r["item_id"]]
-                f.write(json.dumps({**r, "kind": it["kind"], "source_id": it.get("source_id"),
-                                    "run": it.get("run"), "ai_label": it["ai_label"]},
-                                   ensure_ascii=False) + "\n")
+        write_text(path, "".join(json.dumps({
+            **r, "kind": meta[r["item_id"]]["kind"], "source_id": meta[r["item_id"]].get("source_id"),
+            "run": meta[r["item_id"]].get("run"), "ai_label": meta[r["item_id"]]["ai_label"]},
+            ensure_ascii=False) + "\n" for r in rows))
         return len(rows)
 
     def import_reviews(self, path: str | Path) -> int:

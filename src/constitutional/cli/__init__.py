@@ -494,13 +494,13 @@ def audit_serve(db: Path = Db, reviewer: list[str] = typer.Option(
 def audit_import(file: Path = typer.Argument(..., help="JSONL: item_id, reviewer, label[, note, "
                                              "created_at]."), db: Path = Db) -> None:
     """Import human labels (checked in full before anything is written)."""
-    out.print(f"imported {AuditDB(db).import_reviews(file)} reviews into {db}")
+    out.print(f"imported {AuditDB.existing(db).import_reviews(file)} reviews into {db}")
 
 
 @audit_app.command("export")
 def audit_export(file: Path = typer.Argument(..., help="Output JSONL."), db: Path = Db) -> None:
     """Export every review with its item's kind, source and AI label."""
-    out.print(f"exported {AuditDB(db).export(file)} reviews to {file}")
+    out.print(f"exported {AuditDB.existing(db).export(file)} reviews to {file}")
 
 
 @command(audit_app, "relabel", roles=("feedback",), ray=False)
