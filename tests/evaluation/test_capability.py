@@ -120,6 +120,8 @@ def test_bad_input_is_one_line_naming_what_is_wrong(mini, tmp_path):
     r = cai("eval", "capability", "-m", "scripted", "--arc-file", tmp_path / "nope.jsonl",
             "-o", tmp_path / "o")
     assert r.returncode == 2 and "nope.jsonl not found" in r.stderr and "Traceback" not in r.stderr
+    assert "arc_file in [eval.capability]" in r.stderr  # the config key that exists
+    assert not (tmp_path / "o").exists()  # nothing made for a run that cannot start
     r = cai("eval", "capability", "-m", "scripted", "--arc-file", mini, "--tasks", "mmlu",
             "-o", tmp_path / "o")
     assert r.returncode == 2 and "unknown task(s) mmlu" in r.stderr and "arc_easy" in r.stderr

@@ -77,7 +77,7 @@ def arc_task(arc_file: str | Path) -> dict[str, Any]:
     path = Path(arc_file).expanduser()
     if not path.is_file():
         raise CaiError(f"capability task arc_easy: {path} not found; give ARC-Easy's test split "
-                       "as JSONL with --arc-file (or [eval] capability_arc_file)")
+                       "as JSONL with --arc-file (or arc_file in [eval.capability])")
     return {
         "task": "arc_easy",
         "dataset_path": "json",
@@ -152,11 +152,12 @@ def _task_manager(folder: Path, config: CapabilityConfig):
     import yaml
     from lm_eval.tasks import TaskManager
 
+    arc = (arc_task(config.arc_file) if "arc_easy" in config.tasks
+           or Path(config.arc_file).expanduser().is_file() else None)  # a missing file: before mkdir
     tasks = folder / "tasks"
     tasks.mkdir(parents=True, exist_ok=True)
-    if "arc_easy" in config.tasks or Path(config.arc_file).expanduser().is_file():
-        (tasks / "arc_easy.yaml").write_text(yaml.safe_dump(arc_task(config.arc_file),
-                                                            sort_keys=False))
+    if arc is not None:
+        (tasks / "arc_easy.yaml").write_text(yaml.safe_dump(arc, sort_keys=False))
     paths = [str(tasks)]
     if config.include_path:  # later paths win: the user's task of the same name wins
         if not Path(config.include_path).is_dir():
@@ -266,8 +267,7 @@ def evaluate_capability(models: dict[str, Backend], folder: str | Path,
                         config: CapabilityConfig) -> dict[str, Any]:
     """Every model through every task, then ``capability.json`` (see the module doc)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    manager = _task_manager(folder, config)
+    manager = _task_manager(folder, config)  # makes the folder, once its inputs are there
     per_model = {name: run_model(name, backend, folder, config, manager)
                  for name, backend in models.items()}
     metrics = {"settings": config.dump(),
