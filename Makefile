@@ -61,7 +61,7 @@ demo: $(STAMP)
 TEST_WORKERS ?= 2
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 clean:
 	rm -rf .venv runs

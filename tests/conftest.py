@@ -18,6 +18,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
+# The longest files first (CI's --durations, 2026-12-01): `make test` hands whole files to
+# two workers in collection order (--no-loadscope-reorder; xdist's own order, most tests
+# first, put the one-test training files last), so a long file started last runs alone
+# while the other worker idles. Order only; every test still runs.
+LONGEST_FIRST = ("test_pipeline.py", "train/test_label_following.py",
+                 "backends/test_openai_server.py", "test_reliability.py", "train/test_sft.py",
+                 "train/test_rl.py", "train/test_accelerate.py", "backends/test_vllm_engine.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.path.relative_to(Path(__file__).parent).as_posix()
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items[:] = [it for _, it in sorted(enumerate(items), key=lambda x: (rank(x[1]), x[0]))]
+
 
 def cai(*args: str, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
     """Run the real `cai` console entry point as a user would."""
