@@ -94,7 +94,8 @@ BAD_CASES = {
     # name: (file text, expected fragments of the one-line message)
     "syntax": (GOOD.replace('name = "tiny"', 'name = "tiny'), ["TOML syntax error", "line 1"]),
     "unknown_key": (GOOD.replace("priority = 1\n", "priority = 1\ncritque = \"x\"\n"),
-                    [":12:", "principle HARM-01", "'critque'", "unknown key"]),
+                    [":12:", "principle HARM-01", "'critque'", "unknown key",
+                     "(did you mean 'critique'?)"]),
     "missing_field": (GOOD.replace('revision = "Remove weapon help."\n', ""),
                       [":4:", "principle HARM-01", "'revision'", "missing field"]),
     "wrong_type": (GOOD.replace("priority = 4", 'priority = "high"'),

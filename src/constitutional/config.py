@@ -49,6 +49,25 @@ def split_names(value: Any) -> Any:
 Names = typing.Annotated[tuple[str, ...], BeforeValidator(split_names)]
 
 
+def did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """`` (did you mean 'critique'?)`` for the misspelt key at ``loc`` (a validation
+    error's), from the keys its table takes; empty when none is close."""
+    import difflib
+
+    here: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):  # an entry of a list of tables: [[principles]]
+            args = typing.get_args(here)
+            here = args[0] if args else None
+            continue
+        field = getattr(here, "model_fields", {}).get(str(part))
+        if field is None:
+            return ""
+        here = field.annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(getattr(here, "model_fields", {})), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def key_line(lines: list[str], start: int, end: int, key: str | None) -> int:
     """The 1-based line of ``key = …`` among ``lines[start:end]`` (a TOML table), else the
     table's first line: where an error about that key points."""

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from .config import key_line
+from .config import did_you_mean, key_line
 from .errors import CaiError, input_file
 from .hashing import content_hash
 
@@ -219,7 +219,7 @@ def _describe(path: Path, text: str, raw: dict[str, Any], error: ValidationError
     tail = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
+        msg = "unknown key" + did_you_mean(Constitution, loc)
     elif first["type"] == "missing":
         msg = "missing field"
     elif first["type"] == "string_too_short":

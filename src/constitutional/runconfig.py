@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .backends.spec import DEFAULT_MODEL, parse_spec
-from .config import key_line
+from .config import did_you_mean, key_line
 from .critique import CritiqueConfig
 from .errors import CaiError, input_file
 from .evaluation.suite import EvalConfig
@@ -111,20 +111,6 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int:
     return key_line(lines, start, end, key)
 
 
-def _did_you_mean(loc: tuple[Any, ...]) -> str:
-    """`` (did you mean 'critique'?)`` for a misspelt key, from the keys its table takes."""
-    import difflib
-
-    model: Any = PipelineConfig
-    for part in loc[:-1]:
-        field = getattr(model, "model_fields", {}).get(str(part))
-        if field is None:
-            return ""
-        model = field.annotation
-    close = difflib.get_close_matches(str(loc[-1]), list(getattr(model, "model_fields", {})), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _apply_override(raw: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise CaiError(f"--set {assignment!r}: expected key=value, e.g. sft.max_steps=4")
@@ -169,7 +155,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> PipelineC
         field = ".".join(map(str, err["loc"]))
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg += _did_you_mean(err["loc"])
+            msg += did_you_mean(PipelineConfig, err["loc"])
         # the last --set of this key (or of a table above it) put the value there
         def covers(o: str) -> bool:
             a, b = f"{field}.", o.split("=", 1)[0].strip() + "."
