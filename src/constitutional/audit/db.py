@@ -182,10 +182,13 @@ class AuditDB:
         atomically: an interrupted export leaves the old file or the new one)."""
         rows = self.reviews()
         meta = {it["id"]: it for it in self.items()}
-        write_text(path, "".join(json.dumps({
-            **r, "kind": meta[r["item_id"]]["kind"], "source_id": meta[r["item_id"]].get("source_id"),
-            "run": meta[r["item_id"]].get("run"), "ai_label": meta[r["item_id"]]["ai_label"]},
-            ensure_ascii=False) + "\n" for r in rows))
+        lines = []
+        for r in rows:
+            it = meta[r["item_id"]]
+            lines.append(json.dumps({**r, "kind": it["kind"], "source_id": it.get("source_id"),
+                                     "run": it.get("run"), "ai_label": it["ai_label"]},
+                                    ensure_ascii=False) + "\n")
+        write_text(path, "".join(lines))
         return len(rows)
 
     def import_reviews(self, path: str | Path) -> int:

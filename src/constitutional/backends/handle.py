@@ -62,7 +62,7 @@ class ModelConfig(BaseModel):
         parsed = parse_spec(spec.text if isinstance(spec, Spec) else str(spec))
         if exists:
             parsed.check()
-        return self.model_copy(update={"spec": parsed.text, **changes})  # (copies skip validators)
+        return self.model_copy(update={"spec": parsed.text, **changes})  # model_copy does not validate
 
     def named(self, specs: list[str]) -> dict[str, "ModelConfig"]:
         """``NAME=SPEC`` (or a bare spec, named after itself) → that model, with these
