@@ -23,7 +23,6 @@ principle for the request's nearest harm category; every decision is logged.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,7 +34,7 @@ from .config import Names, StageConfig
 from .constitution import Constitution
 from .errors import CaiError
 from .hashing import content_hash
-from .jsonio import now, output_path, read_json, write_json
+from .jsonio import append_jsonl, now, output_path, read_json, write_json
 from .prompts import Prompt
 from .provenance import provenance
 
@@ -291,15 +290,7 @@ class DecisionLog:
         self.path = output_path(path)
 
     def write(self, row: dict[str, Any]) -> None:
-        import os
-
-        line = (json.dumps({"at": now(), **row}, ensure_ascii=False) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)   # one write of one line: O_APPEND keeps lines whole
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_jsonl(self.path, [{"at": now(), **row}])
 
 
 # -- serving: an OpenAI-compatible proxy ---------------------------------------------

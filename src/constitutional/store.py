@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .errors import CaiError
 from .hashing import content_hash
-from .jsonio import jsonl_objects, now, write_json
+from .jsonio import append_jsonl, jsonl_objects, now, write_json
 from .lock import lock_folder
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,7 @@ class StageFile:
             return
         path = self.path.with_name(f"{self.name}.failures.jsonl")
         try:
-            with open(path, "a", encoding="utf-8") as f:
-                f.write("".join(json.dumps({**r, "at": now()}, ensure_ascii=False) + "\n" for r in rows))
-                f.flush()
-                os.fsync(f.fileno())
+            append_jsonl(path, [{**r, "at": now()} for r in rows])
         except OSError as e:
             raise CaiError(f"{path}: cannot write failures ({e.strerror})") from None
 

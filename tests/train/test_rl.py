@@ -223,10 +223,11 @@ def test_the_kept_checkpoint_is_the_last_before_the_warning_less_the_margin(tmp_
     assert checkpoint_before(tmp_path / "absent", 6) is None
 
 
-def test_the_probe_warns_when_answers_leave_their_requests():
+def test_the_probe_warns_when_answers_leave_their_requests(tmp_path):
     """Answers that stop answering (a persona, text about something else) move away from
     their requests before any loop shows: a paired fall of the probe's similarity to what
-    was asked warns; answers reworded but still on the request do not."""
+    was asked warns; answers reworded but still on the request do not. Every answer the
+    probe saw is kept, with the figures the monitor read from it."""
     from constitutional.train.rl import GoldProbe
 
     asked = ["How do I boil an egg?", "What is the capital of France?",
@@ -235,8 +236,10 @@ def test_the_probe_warns_when_answers_leave_their_requests():
     probe = [([{"role": "user", "content": q}], "helpful") for q in asked]
     r = Rewards(score=lambda p, t: [0.0] * len(t))
     r(PROMPTS, ANSWERS)
+    kept = tmp_path / "probe_answers.jsonl"
+    kept.write_text('{"step": 0, "answer": "from a run this one replaces"}\n')
     g = GoldProbe(probe, every=2, score=lambda p, t: [0.0] * len(t), rewards=r, tokenizer=None,
-                  max_new_tokens=32)
+                  max_new_tokens=32, answers_path=kept)
     g.measure(0, ["Put the egg in boiling water for eight minutes, then cool it.",
                   "Paris is the capital of France.",
                   "Lever the tyre off the rim, swap the inner tube, and pump it up.",
@@ -260,6 +263,12 @@ def test_the_probe_warns_when_answers_leave_their_requests():
     assert event["warning"].startswith("answers leaving their requests: the probe answers' "
                                        "similarity to what was asked")
     assert "6 of 6 now under 0.3, were 0" in event["warning"]
+    rows = [json.loads(line) for line in kept.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0] * 6 + [2] * 6 + [4] * 6
+    assert [r["prompt"] for r in rows[12:]] == asked and rows[13]["kind"] == "helpful"
+    assert rows[13]["answer"] == "I'm here to help you. I'm here to help you."
+    assert [r["loops"] for r in rows[12:]] == [False, True, False, False, False, False]
+    assert [r["relevance"] for r in rows[12:]] == g.history[-1]["relevance_each"]
 
 
 def test_a_fall_in_relevance_warns_only_when_large_and_consistent():

@@ -39,10 +39,9 @@ from typing import Any, Callable, Sequence
 
 
 from ..errors import CaiError
-from ..evaluation.overtraining import (PROBE_FLUENCY_SHIFT, degeneration, gold, monitor,
-                                       nll_under, probe_fluency, probe_relevance,
-                                       proxy_against_gold,
-                                       shared_phrases, warnings_for)
+from ..evaluation.overtraining import (PROBE_FLUENCY_SHIFT, degeneration, gold, is_degenerate,
+                                       monitor, nll_under, probe_fluency, probe_relevance,
+                                       proxy_against_gold, shared_phrases, warnings_for)
 from ..evaluation.refusal import classify_many
 from ..progress import console
 from rich.markup import escape
@@ -50,7 +49,7 @@ from transformers import TrainerCallback
 
 from .common import LossPrinter, load_tokenizer, lora_config, save_trained, train
 from .config import RLTrainConfig
-from ..jsonio import write_json
+from ..jsonio import append_jsonl, write_json
 
 
 @dataclass
@@ -264,13 +263,19 @@ class GoldProbe(TrainerCallback):
     (the proxy) is set beside measures the reward was not trained on (``overtraining.gold``:
     refusal classes, loops, length); when the proxy has risen while gold stayed flat or
     fell, that is a warning like the monitor's; it stands on every step until a later probe
-    finds no divergence, and counts toward ``stop_on_warning``."""
+    finds no divergence, and counts toward ``stop_on_warning``. With ``answers_path``, every
+    probe's answers are appended there (step, kind, prompt, answer, reward, relevance,
+    loop), so what the monitor saw can be read; a new training run starts the file anew."""
 
     def __init__(self, probe: Sequence[tuple[list[dict[str, str]], str]], every: int,
                  score: Callable[[list, list[str]], list[float]], rewards: Rewards,
-                 tokenizer, max_new_tokens: int, fluency_shift: float = PROBE_FLUENCY_SHIFT):
+                 tokenizer, max_new_tokens: int, fluency_shift: float = PROBE_FLUENCY_SHIFT,
+                 answers_path: Path | None = None):
         self.probe, self.every, self.score, self.rewards = list(probe), every, score, rewards
         self.fluency_shift = fluency_shift
+        self.answers_path = answers_path
+        if answers_path is not None:  # the answers of a policy this run replaces
+            answers_path.unlink(missing_ok=True)
         self.tokenizer, self.max_new_tokens = tokenizer, max_new_tokens
         self.history: list[dict[str, Any]] = []
         self.seconds = 0.0
@@ -307,6 +312,11 @@ class GoldProbe(TrainerCallback):
         if self.rewards.fluency is not None:  # the starting model's reading of the same prompts
             row["nll_ref"] = statistics.fmean(self.rewards.fluency(asked, texts))
         self.history.append(row)
+        if self.answers_path is not None:
+            append_jsonl(self.answers_path, [
+                {"step": step, "kind": kind, "prompt": m[-1]["content"], "answer": t,
+                 "reward": round(float(r), 4), "relevance": near, "loops": is_degenerate(t)}
+                for (m, kind), t, r, near in zip(self.probe, texts, proxy, row["relevance_each"])])
         console.print(f"probe at step {step}: reward {row['proxy']:.3f}  gold {row['gold']:.2f}  "
                       f"degenerate {row['degenerate']:.0%}  words {row['mean_words']:.0f}  "
                       f"on request {row['relevance']:.2f}"
@@ -434,7 +444,8 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     stop = StopOnWarnings(rewards, c.stop_on_warning)
     path, tokenizer = load_tokenizer(model)
     gold_probe = (GoldProbe(probe, c.probe_every, rewards.score, rewards, tokenizer,
-                            max_completion_length, c.probe_fluency_shift) if c.probe_every else None)
+                            max_completion_length, c.probe_fluency_shift,
+                            out / "probe_answers.jsonl") if c.probe_every else None)
     policy = AutoModelForCausalLM.from_pretrained(path)
     dataset = Dataset.from_list([{"prompt": p} for p in prompts])
     settings = {**c.dump(), "pm": str(pm) if pm else None,
