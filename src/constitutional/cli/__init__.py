@@ -239,12 +239,7 @@ def eval_robustness(model, feedback, prompts, out_dir, constitution, config) -> 
 def eval_regress(feedback, out_dir, config) -> None:
     """Regression suite tied to principle ids: which principles regressed from A to B
     (two models, or one model judged under two constitution versions)."""
-    c, a = config, feedback.using(config.a, exists=True)
-    ca = _load(c.constitution_a)
-    render.regressions(rob.regress(a.backend(), a.using(c.b or c.a, exists=True).backend(), ca,
-                                   _load(c.constitution_b) if c.constitution_b else ca, out_dir,
-                                   judge=feedback.backend(), cases=c.cases,
-                                   max_new_tokens=c.max_new_tokens))
+    render.regressions(rob.regress_sides(feedback, config, out_dir))
 
 
 @command(eval_app, "refusal-classifier", refusal.AgreementConfig,

@@ -62,6 +62,20 @@ class RegressConfig(StageConfig):
     max_new_tokens: int = Field(128, ge=1, description="Tokens per answer (greedy).")
 
 
+def regress_sides(feedback, config: RegressConfig, out: str | Path) -> dict[str, Any]:
+    """``regress`` with its sides read from ``config``: models A and B (specs, loaded with
+    ``feedback``'s settings: batch size, device, Ray), each judged by ``feedback`` under its
+    constitution version."""
+    from ..constitution import load
+
+    a = feedback.using(config.a, exists=True)
+    ca = load(config.constitution_a)
+    return regress(a.backend(), a.using(config.b or config.a, exists=True).backend(), ca,
+                   load(config.constitution_b) if config.constitution_b else ca, out,
+                   judge=feedback.backend(), cases=config.cases,
+                   max_new_tokens=config.max_new_tokens)
+
+
 def robustness(policy: Backend, judge: Backend, prompts: list[Prompt], constitution: Constitution,
                out: str | Path, config: RobustnessConfig = RobustnessConfig()) -> dict[str, Any]:
     """Violation rate of ``policy``'s answers to the prompts, plain and under each mutation,
