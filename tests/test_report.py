@@ -204,10 +204,22 @@ def test_the_training_section_puts_reward_kl_and_fluency_on_one_axis_and_marks_t
         "probe": [{"step": s, "proxy": 1.0 + s, "gold": 0.5, "nll_ref": 1.2 - 0.2 * s,
                    "relevance": 0.7 - 0.1 * s, "relevance_each": [0.7 - 0.1 * s] * 3}
                   for s in (0, 2, 4)],
+        "first_warning_batch": 3,
         "warning_events": [{"batch": 3, "warning": "fluency: NLL under the starting model 4.50",
                             "examples": ["<b>aw</b>, aw, aw", "second one"]}]}))
+    asked = ["How do I boil an egg?", "What is <b>rain</b>?"]
+    (manifest.parent / "probe_answers.jsonl").write_text("".join(
+        json.dumps({"step": s, "prompt": q, "answer": f"answer {s} to {q}",
+                    "loops": s == 4 and i == 0}) + "\n"
+        for s in (0, 2, 4) for i, q in enumerate(asked)) + '{"step": 6, "prom')  # a torn tail
     page = write_report(tmp_path).read_text()
     section = page[page.index('id="training"'):]
+    # the answers at the start beside those at the last probe before the warning (batch 3)
+    assert ("The probe's answers: step 0 beside step 2, the last probe up to the first "
+            "warning (step 3)") in section
+    assert "<td>answer 0 to How do I boil an egg?</td><td>answer 2 to How do I boil an egg?</td>" in section
+    assert "What is &lt;b&gt;rain&lt;/b&gt;?" in section and "<b>rain</b>" not in section
+    assert "answer 4 to" not in section
     assert "reward, KL and fluency by step" in section
     for name in ("reward_raw", "kl", "nll_ref", "shared_phrase_rate", "probe proxy",
                  "probe gold", "probe nll_ref", "probe relevance"):  # the probe's, same axis

@@ -782,11 +782,37 @@ def _training_section(run: Path) -> list[str]:
                     f"<li>step {e['batch']}: {_e(e['warning'])}"
                     + "".join(f"<br><q>{_e(x)}</q>" for x in e.get("examples", [])) + "</li>"
                     for e in m["warning_events"]) + "</ul>")
+            extra.append(_probe_answers(RunLayout(run).model(name) / "probe_answers.jsonl",
+                                        m.get("first_warning_batch")))
     if not series:
         return []
     return [_section("training", "Training curves", lines(
         "training", "training loss by step", series, ylabel="loss", xlabel="step") + "".join(extra),
         "Watch for the reward rising while diversity falls: the over-training signs.")]
+
+
+def _probe_answers(path: Path, first_warning: int | None) -> str:
+    """The probe's answers to each request at its first probe beside those at the probe that
+    stood at the first warning (else the last probe), for a person to read what the
+    monitor read. Nothing if the run kept no probe answers."""
+    from .jsonio import jsonl_objects
+
+    if not path.is_file():
+        return ""
+    rows = [r for _, r in jsonl_objects(path, torn_tail_ok=True)]
+    steps = sorted({r["step"] for r in rows})
+    if len(steps) < 2:
+        return ""
+    before = [s for s in steps[1:] if first_warning is not None and s <= first_warning]
+    a, b = steps[0], (before[-1] if before else steps[-1])
+    at = {(r["step"], r["prompt"]): r for r in rows}
+    cell = lambda r: (f"{r['answer']} [loops]" if r.get("loops") else r["answer"]) if r else "–"  # noqa: E731
+    table = _table(["request", f"step {a}", f"step {b}"],
+                   [[prompt, cell(r), cell(at.get((b, prompt)))]
+                    for (step, prompt), r in at.items() if step == a])
+    when = f", the last probe up to the first warning (step {first_warning})" if before else ""
+    return (f"<details><summary>The probe's answers: step {a} beside step {b}{_e(when)}"
+            f"</summary>{table}</details>")
 
 
 def _provenance_section(prov: dict[str, Any] | None, run: Path) -> str:
