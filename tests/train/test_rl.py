@@ -1,6 +1,7 @@
 """train/rl.py (and train/dpo.py): the λ update and reward wrappers, then short real RLOO and DPO runs."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -178,8 +179,14 @@ def test_rl_and_dpo_on_the_real_model(tmp_path):
     assert [p["step"] for p in m["probe"]] == [0, 1, 2] and "probe at step 0: reward" in log
     assert all({"proxy", "gold", "degenerate", "mean_words", "nll_ref"} <= set(p) for p in m["probe"])
     assert 0 < m["probe_s"] < cost["train_s"]
-    best = max(m["probe"][1:], key=lambda p: (p["gold"], -p["step"]))
-    assert m["checkpoint_best_gold"] == str(tmp_path / "rl" / "checkpoints" / f"checkpoint-{best['step']}")
+    warned = m["first_warning_batch"]
+    before = [p for p in m["probe"][1:] if warned is None or p["step"] < warned]
+    best = max(before, key=lambda p: (p["gold"], -p["step"])) if before else None
+    assert m["checkpoint_best_gold"] == (best and str(
+        tmp_path / "rl" / "checkpoints" / f"checkpoint-{best['step']}"))
+    answers = [json.loads(x) for x in (tmp_path / "rl" / "probe_answers.jsonl").read_text().splitlines()]
+    assert sorted({a["step"] for a in answers}) == [0, 1, 2]
+    assert len(answers) == 3 * len({a["prompt"] for a in answers}) and all(a["answer"] for a in answers)
 
     r = cai("train", "dpo", "--data", data, "--model", f"hf:{tmp_path / 'rl'}",
             "--out", tmp_path / "dpo", "--max-steps", 1, "--label-smoothing", "auto", check=True)
@@ -269,6 +276,18 @@ def test_the_probe_warns_when_answers_leave_their_requests(tmp_path):
     assert rows[13]["answer"] == "I'm here to help you. I'm here to help you."
     assert [r["loops"] for r in rows[12:]] == [False, True, False, False, False, False]
     assert [r["relevance"] for r in rows[12:]] == g.history[-1]["relevance_each"]
+
+
+def test_the_best_checkpoint_on_gold_is_chosen_from_before_the_first_warning():
+    """A collapse's first non-answers read as refusals, so gold can peak at a checkpoint the
+    monitor has warned about; the choice stays among the checkpoints saved before it."""
+    from constitutional.train.rl import best_on_gold
+
+    history = [{"step": s, "gold": g} for s, g in ((0, 0.45), (2, 0.5), (4, 0.5), (6, 0.65))]
+    kept = {s: Path(f"checkpoint-{s}") for s in (2, 4, 6)}
+    assert best_on_gold(history, kept, None) == Path("checkpoint-6")
+    assert best_on_gold(history, kept, 6) == Path("checkpoint-2")  # the earliest on a tie
+    assert best_on_gold(history, kept, 2) is None  # nothing saved before the warning
 
 
 def test_a_fall_in_relevance_warns_only_when_large_and_consistent():

@@ -475,10 +475,9 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     if gold_probe:
         manifest["probe"] = gold_probe.history
         manifest["probe_s"] = round(gold_probe.seconds, 2)
-        # the kept checkpoint whose probe answers scored best on gold (the earliest on a tie)
-        kept = checkpoints(out / "checkpoints")
-        scored = [(-row["gold"], row["step"]) for row in gold_probe.history if row["step"] in kept]
-        manifest["checkpoint_best_gold"] = str(kept[min(scored)[1]]) if scored else None
+        best = best_on_gold(gold_probe.history, checkpoints(out / "checkpoints"),
+                            rewards.first_warning)
+        manifest["checkpoint_best_gold"] = str(best) if best else None
     manifest["first_warning_batch"] = rewards.first_warning
     manifest["stopped_at_step"] = stop.stopped_at
     if stop.stopped_at and c.checkpoint_every:  # roll back to before the warnings began
@@ -489,6 +488,9 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
         console.print(f"over-training: roll back to {found}" if found else
                       "over-training: no checkpoint was saved before the first warning; the "
                       f"starting policy ({model}) is the last one before it")
+        if manifest.get("checkpoint_best_gold"):
+            console.print(f"over-training: best on gold before the warning: "
+                          f"{manifest['checkpoint_best_gold']}")
 
     if trainer.accelerator.is_main_process:
         write_json(out / "cai_training.json", manifest)
@@ -499,6 +501,18 @@ def checkpoints(folder: Path) -> dict[int, Path]:
     """The trainer's ``checkpoint-N`` folders in ``folder``, by step N."""
     return {int(p.name.split("-")[1]): p for p in folder.glob("checkpoint-*")
             if p.name.split("-")[1].isdigit()}
+
+
+def best_on_gold(history: Sequence[dict[str, Any]], kept: dict[int, Path],
+                 first_warning: int | None) -> Path | None:
+    """The kept checkpoint whose probe answers scored best on gold (the earliest on a tie),
+    among those saved before the first warning when there is one. Gold reads a collapse's
+    first apologetic non-answers as refusals of harmful requests, so a checkpoint the
+    monitor has already warned about can score well on it (benchmarks/README.md,
+    over-optimisation: two runs' best-gold checkpoints were the warned, degenerate ones)."""
+    scored = [(-row["gold"], row["step"]) for row in history if row["step"] in kept
+              and (first_warning is None or row["step"] < first_warning)]
+    return kept[min(scored)[1]] if scored else None
 
 
 def checkpoint_before(folder: Path, step: int, margin: int = 0) -> Path | None:
