@@ -17,7 +17,10 @@ healthy one) on the first 64 bundled red-team and 64 helpful prompts. The monito
 ``cai train rloo`` runs it. Afterwards the starting model and every checkpoint answer the
 probe set (the next 10 red-team and 10 helpful prompts, never trained on; greedy, 64
 tokens); ``OUT/probe.jsonl`` holds the answers, one row per checkpoint and prompt, for a
-person to read and mark degenerate or not. Printed: the batches the monitor warned on,
+person to read and mark degenerate or not. Those are the checkpoints reloaded and asked
+again, and greedy decoding there does not give the answers the policy gave inside
+training; with ``--probe-every``, ``OUT/model/probe_answers.jsonl`` holds the ones the
+monitor judged (read them blind with ``benchmarks/probe_reading.py``). Printed: the batches the monitor warned on,
 where ``--stop-on-warning`` stopped and the checkpoint it kept, and per checkpoint the
 within-answer repetition figures (for reference; "degenerate" is decided by reading).
 
