@@ -111,6 +111,22 @@ class _Counting:
         return self.collate(features)
 
 
+def save_checkpoint_as(checkpoint: Path, out: Path) -> None:
+    """Make ``out``'s model the weights of a trainer checkpoint (full weights, or a LoRA
+    adapter merged into the model it was trained from): the plain directory ``hf:DIR``
+    loads. The tokenizer and the manifest in ``out`` are left as they are."""
+    from transformers import AutoModelForCausalLM
+
+    if (checkpoint / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(checkpoint).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    model.config.use_cache = True
+    model.save_pretrained(out)
+
+
 def save_trained(trainer, tokenizer, out: Path, model: str | Path, kind: str,
                  settings: dict[str, Any]) -> dict[str, Any]:
     """Save a plain model directory (LoRA merged in) that ``hf:DIR`` loads, plus a manifest

@@ -97,8 +97,13 @@ class RLTrainConfig(TrainConfig):
                                        "the probe's answers may move under the starting model "
                                        "from the first probe's before a fluency warning.")
     stop_on_warning: int = Field(0, ge=0, description="Stop after N batches in a row with an "
-                                 "over-training warning (0: warn only); the manifest names the "
-                                 "last checkpoint before the first warning.")
+                                 "over-training warning (0: warn only); the output folder then "
+                                 "holds the checkpoint --keep names.")
+    keep: Literal["before-warning", "best-gold", "final"] = Field(
+        "before-warning", description="When stop_on_warning stops training, what the output "
+        "folder holds: before-warning, the last checkpoint saved before the first warning; "
+        "best-gold, the one of those whose probe scored best on gold; final, the weights of "
+        "the step it stopped at. Every checkpoint stays in OUT/checkpoints.")
     rollback_margin: int = Field(0, ge=0, description="With stop_on_warning, name the last "
                                  "checkpoint at least this many steps before the first warning: "
                                  "a collapse can begin a probe or two before the probe sees it.")

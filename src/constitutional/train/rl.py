@@ -47,7 +47,8 @@ from ..progress import console
 from rich.markup import escape
 from transformers import TrainerCallback
 
-from .common import LossPrinter, load_tokenizer, lora_config, save_trained, train
+from .common import (LossPrinter, load_tokenizer, lora_config, save_checkpoint_as,
+                     save_trained, train)
 from .config import RLTrainConfig
 from ..jsonio import append_jsonl, write_json
 
@@ -485,12 +486,22 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
         found = checkpoint_before(out / "checkpoints", rewards.first_warning or 0,
                                   c.rollback_margin)
         manifest["checkpoint_before_warnings"] = str(found) if found else None
-        console.print(f"over-training: roll back to {found}" if found else
-                      "over-training: no checkpoint was saved before the first warning; the "
-                      f"starting policy ({model}) is the last one before it")
+        console.print(f"over-training: the last checkpoint before the warning is {found}"
+                      if found else "over-training: no checkpoint was saved before the first "
+                      f"warning; the starting policy ({model}) is the last one before it")
         if manifest.get("checkpoint_best_gold"):
             console.print(f"over-training: best on gold before the warning: "
                           f"{manifest['checkpoint_best_gold']}")
+        kept = {"before-warning": manifest["checkpoint_before_warnings"],
+                "best-gold": manifest.get("checkpoint_best_gold")}.get(c.keep)
+        if kept and trainer.accelerator.is_main_process:
+            save_checkpoint_as(Path(kept), out)
+            console.print(f"over-training: {out} now holds {Path(kept).name} ({c.keep}); the "
+                          f"weights of step {stop.stopped_at} are not kept")
+        elif c.keep != "final":
+            console.print(f"over-training: keep = {c.keep} found no checkpoint; {out} holds the "
+                          f"weights of step {stop.stopped_at}")
+        manifest["kept"] = kept or "final"
 
     if trainer.accelerator.is_main_process:
         write_json(out / "cai_training.json", manifest)
