@@ -148,10 +148,13 @@ def test_the_gold_probe_warns_when_the_reward_rises_on_answers_that_loop():
 
 
 @pytest.mark.slow
-def test_a_stop_on_warning_leaves_the_checkpoint_before_it_in_the_output_folder(tmp_path):
+@pytest.mark.parametrize("checkpoint_every", [1, 5])
+def test_a_stop_on_warning_leaves_the_checkpoint_before_it_in_the_output_folder(
+        tmp_path, checkpoint_every):
     """RLOO on the real model (LoRA) with a probe whose fluency rule fires at any move: the
     run stops at the first warned probe, and the output folder holds the last checkpoint
-    saved before it (merged), not the weights of the step it stopped at."""
+    saved before it (merged), not the weights of the step it stopped at. With no checkpoint
+    before the warning, that is the starting policy."""
     import torch
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoModelForCausalLM
@@ -164,24 +167,28 @@ def test_a_stop_on_warning_leaves_the_checkpoint_before_it_in_the_output_folder(
     probe = [([{"role": "user", "content": q}], "helpful") for q in asked]
     prompts = [[{"role": "user", "content": f"Tell me one fact about the number {i}."}]
                for i in range(8)]
-    config = RLTrainConfig(max_steps=6, batch_size=4, num_generations=2,
+    config = RLTrainConfig(max_steps=4, batch_size=4, num_generations=2,
                            max_completion_length=8, learning_rate=5e-3, lora=True,
-                           checkpoint_every=1, probe_every=2, stop_on_warning=1,
+                           checkpoint_every=checkpoint_every, probe_every=2, stop_on_warning=1,
                            probe_fluency_shift=1e-6)
-    out = tmp_path / "rl"
-    m = train_rl(prompts, out, ModelConfig(spec="smollm2").model_dir(), config,
-                 score=lambda p, t: [float(len(x)) for x in t], probe=probe)
+    out, start = tmp_path / "rl", ModelConfig(spec="smollm2").model_dir()
+    m = train_rl(prompts, out, start, config, score=lambda p, t: [float(len(x)) for x in t],
+                 probe=probe)
     stopped = m["stopped_at_step"]
-    assert stopped in (2, 4, 6) and m["first_warning_batch"] == stopped
-    before = out / "checkpoints" / f"checkpoint-{stopped - 1}"
-    assert m["checkpoint_before_warnings"] == str(before) and m["kept"] == str(before)
+    assert stopped in (2, 4) and m["first_warning_batch"] == stopped
     kept = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    if checkpoint_every == 5:  # nothing saved before the warning: the starting policy
+        assert m["checkpoint_before_warnings"] is None and m["kept"] == str(start)
+        assert same(kept, AutoModelForCausalLM.from_pretrained(start).state_dict())
+        return
 
     def merged(step: int) -> dict:
         path = out / "checkpoints" / f"checkpoint-{step}"
         return AutoPeftModelForCausalLM.from_pretrained(path).merge_and_unload().state_dict()
 
-    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    before = out / "checkpoints" / f"checkpoint-{stopped - 1}"
+    assert m["checkpoint_before_warnings"] == str(before) and m["kept"] == str(before)
     assert same(kept, merged(stopped - 1)) and not same(kept, merged(stopped))
 
 

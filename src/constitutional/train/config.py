@@ -101,7 +101,8 @@ class RLTrainConfig(TrainConfig):
                                  "holds the checkpoint --keep names.")
     keep: Literal["before-warning", "best-gold", "final"] = Field(
         "before-warning", description="When stop_on_warning stops training, what the output "
-        "folder holds: before-warning, the last checkpoint saved before the first warning; "
+        "folder holds: before-warning, the last checkpoint saved before the first warning (the "
+        "starting policy if there is none); "
         "best-gold, the one of those whose probe scored best on gold; final, the weights of "
         "the step it stopped at. Every checkpoint stays in OUT/checkpoints.")
     rollback_margin: int = Field(0, ge=0, description="With stop_on_warning, name the last "

@@ -492,12 +492,13 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
         if manifest.get("checkpoint_best_gold"):
             console.print(f"over-training: best on gold before the warning: "
                           f"{manifest['checkpoint_best_gold']}")
-        kept = {"before-warning": manifest["checkpoint_before_warnings"],
+        # before-warning with no checkpoint before it: the starting policy is the last one
+        kept = {"before-warning": manifest["checkpoint_before_warnings"] or str(path),
                 "best-gold": manifest.get("checkpoint_best_gold")}.get(c.keep)
         if kept and trainer.accelerator.is_main_process:
             save_checkpoint_as(Path(kept), out)
-            console.print(f"over-training: {out} now holds {Path(kept).name} ({c.keep}); the "
-                          f"weights of step {stop.stopped_at} are not kept")
+            console.print(f"over-training: {out} now holds {kept} ({c.keep}); the weights "
+                          f"of step {stop.stopped_at} are not kept")
         elif c.keep != "final":
             console.print(f"over-training: keep = {c.keep} found no checkpoint; {out} holds the "
                           f"weights of step {stop.stopped_at}")
@@ -520,7 +521,7 @@ def best_on_gold(history: Sequence[dict[str, Any]], kept: dict[int, Path],
     among those saved before the first warning when there is one. Gold reads a collapse's
     first apologetic non-answers as refusals of harmful requests, so a checkpoint the
     monitor has already warned about can score well on it (benchmarks/README.md,
-    over-optimisation: two runs' best-gold checkpoints were the warned, degenerate ones)."""
+    over-optimisation: three runs' best-gold checkpoints were the warned, degenerate ones)."""
     scored = [(-row["gold"], row["step"]) for row in history if row["step"] in kept
               and (first_warning is None or row["step"] < first_warning)]
     return kept[min(scored)[1]] if scored else None
