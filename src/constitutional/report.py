@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from .errors import CaiError
 from .layout import RunLayout
-from .jsonio import write_json, write_text
+from .jsonio import jsonl_objects, write_json, write_text
 
 COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
 W, H, PAD = 560, 260, 44
@@ -58,8 +58,6 @@ def _reads(name: str):
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     """A run's records; a stage still writing (or killed mid-write) may leave a torn last
     line, which is skipped. The report never fails on what it reads."""
-    from .jsonio import jsonl_objects
-
     if not path.is_file():
         return []
     try:
@@ -795,11 +793,7 @@ def _probe_answers(path: Path, first_warning: int | None) -> str:
     """The probe's answers to each request at its first probe beside those at the probe that
     stood at the first warning (else the last probe), for a person to read what the
     monitor read. Nothing if the run kept no probe answers."""
-    from .jsonio import jsonl_objects
-
-    if not path.is_file():
-        return ""
-    rows = [r for _, r in jsonl_objects(path, torn_tail_ok=True)]
+    rows = _jsonl(path)
     steps = sorted({r["step"] for r in rows})
     if len(steps) < 2:
         return ""
