@@ -83,18 +83,26 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
-def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Append rows to a log (JSONL) in one write, fsynced: ``O_APPEND`` keeps the lines of
-    two writers whole, and a kill leaves at most a torn last line, which readers skip."""
+def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], *,
+                 all_or_nothing: bool = False) -> int:
+    """Append rows to a log (JSONL) in one unbuffered write, fsynced: ``O_APPEND`` keeps the
+    lines of two writers whole, and a kill leaves at most a torn last line, which readers
+    skip. ``all_or_nothing`` (for a file only its locked owner writes): a write that fails
+    part way (a full disk) is cut back off before the error is raised."""
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
     if not data:
         return 0
     fd = os.open(output_path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    before = os.fstat(fd).st_size
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
+    except OSError:
+        if all_or_nothing:
+            os.ftruncate(fd, before)
+        raise
     finally:
         os.close(fd)
     return data.count(b"\n")

@@ -75,41 +75,22 @@ class StageFile:
         if not self._repaired:
             self._repair()
         ids = self.ids()
-        lines = []
+        fresh = []
         for r in records:
             if "id" not in r:
                 raise ValueError("a record needs an 'id'")
             if r["id"] in ids:
                 continue
             ids.add(r["id"])
-            lines.append(json.dumps(r, ensure_ascii=False) + "\n")
-        if not lines:
-            return 0
+            fresh.append(r)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            before = self.path.stat().st_size if self.path.exists() else 0
-            data = "".join(lines).encode("utf-8")
-            # Unbuffered, so that nothing is left in a buffer to be written after a failure.
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            except OSError:
-                # Disk full mid-write: take the partial batch back out, so the file
-                # holds exactly the records written before, and say so.
-                os.ftruncate(fd, before)
-                raise
-            finally:
-                os.close(fd)
+            append_jsonl(self.path, fresh, all_or_nothing=True)  # a full disk leaves no part
         except OSError as e:
-            for line in lines:
-                ids.discard(json.loads(line)["id"])
+            ids.difference_update(r["id"] for r in fresh)
             raise CaiError(f"{self.path}: cannot write records ({e.strerror}); the "
                            f"{len(ids)} records written before are intact — free space or "
                            "fix permissions, then rerun to resume") from None
-        return len(lines)
+        return len(fresh)
 
     def record_failures(self, rows: list[dict[str, Any]]) -> None:
         """Note requests that failed for good in ``NAME.failures.jsonl``, beside the
