@@ -363,6 +363,10 @@ def test_cai_run_every_stage_survives_sigkill_and_resumes(tmp_path):
     assert {(t["a"], t["b"]) for t in metrics["paired"]} == {
         ("base", "sl-cai"), ("base", "rl-cai"), ("sl-cai", "rl-cai")}
     assert "base vs SL-CAI vs RL-CAI" in r.stdout
+    # A column per model, a row per figure: whole names in a log 80 characters wide
+    heading = next(x for x in r.stdout.splitlines() if "sl-cai" in x)
+    assert "base" in heading and "rl-cai" in heading
+    assert any(x.startswith("│ false refusal (borderline)") for x in r.stdout.splitlines())
     # capability on the same three models, through lm-eval, paired on the same questions
     cap = metrics["capability"]
     assert {m: v["arc_easy"]["n"] for m, v in cap["per_model"].items()} == {

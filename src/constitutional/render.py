@@ -274,18 +274,22 @@ def run_results(results: dict[str, Any]) -> None:
 
 
 def run_summary(rows: list[dict[str, Any]], uninformative: list[str]) -> None:
+    """A row per figure and a column per model, so that three models (or more) fit a
+    terminal, or a log, 80 characters wide."""
     tasks = [k for k in (rows[0] if rows else {}) if k.endswith("_acc")]
-    table("base vs SL-CAI vs RL-CAI on held-out prompts",
-          ("model", "refused", "explained", "evasive", "false refusal (borderline)", "words",
-           *(t.replace("_acc", " acc") for t in tasks), "harm*", "Elo harmless*", "Elo helpful*"),
-          ([r["model"], fmt(r.get("refused_harmful"), 3), fmt(r.get("explained_harmful"), 3),
-            fmt(r["evasive_rate"], 3), fmt(r["false_refusal_rate"], 3), fmt(r.get("mean_words"), 1),
-            *(fmt(r.get(t), 3) for t in tasks),
-            fmt(r["violation_rate"], 3), fmt(r["elo_harmless"], 0), fmt(r["elo_helpful"], 0)]
-           for r in rows),
-          caption="On harmful prompts unless noted; * judged by the feedback model.")
+    figures = [("refused (harmful)", "refused_harmful", 3),
+               ("explained refusal (harmful)", "explained_harmful", 3),
+               ("evasive (harmful)", "evasive_rate", 3),
+               ("false refusal (borderline)", "false_refusal_rate", 3),
+               ("words per answer", "mean_words", 1),
+               *((t.replace("_acc", " accuracy"), t, 3) for t in tasks),
+               ("harm violation rate*", "violation_rate", 3),
+               ("Elo, harmlessness*", "elo_harmless", 0), ("Elo, helpfulness*", "elo_helpful", 0)]
+    table("base vs SL-CAI vs RL-CAI on held-out prompts", ("", *(r["model"] for r in rows)),
+          ([name, *(fmt(r.get(key), digits) for r in rows)] for name, key, digits in figures),
+          caption="* judged by the feedback model.")
     if uninformative:
-        out.print("The (judge) columns are uninformative: the feedback model was not better "
+        out.print("The figures marked * are uninformative: the feedback model was not better "
                   "than chance on the clear-cut calibration cases. The report says what the "
                   "judge-free figures show.")
 
