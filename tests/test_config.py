@@ -132,32 +132,41 @@ def _help_commands(command, path=()):
 
 
 def test_every_help_page_shows_its_text_whole():
-    """`--help` of every command: the summary and each option's help read as written,
-    with no line broken where the docstring wraps and nothing taken for markup."""
+    """`--help` of every command, wide and in a terminal 80 columns wide: the summary and
+    each option's help read as written, every option's name stands whole (a table once cut
+    them short, "--few-shot-exa…"), and each command's list gives every summary whole."""
     import re
 
     from typer.main import get_command
     from typer.testing import CliRunner
 
-    def flat(text: str) -> str:
-        return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text.replace("`", "")).split())
+    def flat(text: str) -> str:  # a word wrapped at its hyphen ("highest-\n  priority") joined
+        return " ".join(re.sub(r"-\n\s+", "-", text.replace("`", "")).split())
 
     root = get_command(cli.app)
     runner = CliRunner()
     checked = rows_checked = 0
     for path, command in _help_commands(root):
-        page = runner.invoke(cli.app, [*path, "--help"], env={"COLUMNS": "250"})
-        assert page.exit_code == 0, (path, page.output)
-        shown = flat(page.output)
         summary = inspect.cleandoc(command.help or "").split("\n\n")[0]
-        assert flat(summary) in shown, (path, summary)
-        for param in command.params:
-            if getattr(param, "help", None) and not param.hidden:
-                assert flat(param.help) in shown, (path, param.name, param.help)
-                checked += 1
-        if path and len(flat(summary)) <= 200:  # the parent's list: on one row at this width
-            parent = runner.invoke(cli.app, [*path[:-1], "--help"], env={"COLUMNS": "250"})
-            rows = [x for x in parent.output.splitlines() if x.startswith(f"│ {path[-1]} ")]
-            assert rows and flat(summary) in flat(rows[0]), (path, rows)
-            rows_checked += 1
-    assert checked > 100 and rows_checked > 30
+        for columns in ("250", "80"):
+            page = runner.invoke(cli.app, [*path, "--help"], env={"COLUMNS": columns})
+            assert page.exit_code == 0, (path, page.output)
+            assert max(map(len, page.output.splitlines())) <= int(columns), (path, columns)
+            words = set(re.split(r"[\s,/]+", page.output))
+            for param in command.params:
+                if param.param_type_name == "option" and not param.hidden:
+                    assert {*param.opts, *param.secondary_opts} <= words, (path, columns,
+                                                                           param.opts)
+            shown = flat(page.output)
+            assert flat(summary) in shown, (path, summary)
+            if columns == "250":
+                for param in command.params:
+                    if getattr(param, "help", None) and not param.hidden:
+                        assert flat(param.help) in shown, (path, param.name, param.help)
+                        checked += 1
+            if path:  # the parent's list of commands
+                parent = runner.invoke(cli.app, [*path[:-1], "--help"], env={"COLUMNS": columns})
+                listed = flat(parent.output.split("Commands:")[1])
+                assert f"{path[-1]} {flat(summary)}" in listed, (path, columns)
+                rows_checked += 1
+    assert checked > 100 and rows_checked > 60

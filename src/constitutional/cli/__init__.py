@@ -36,13 +36,13 @@ from ..redteam import RedteamConfig, build_redteam, resolve_prompts
 from ..render import out, said
 from ..sft_data import SFTDataConfig, build_sft as sft_rows
 from ..train.config import DPOTrainConfig, PMTrainConfig, RLTrainConfig, SFTTrainConfig
-from .options import command, constitution, renamed, sub_app
+from .options import HELP_STYLE, command, constitution, renamed, sub_app
 
 app = typer.Typer(
     help="Constitutional AI end to end: write a constitution, then critique and revise "
     "(SL-CAI), label with AI feedback (RLAIF), train, evaluate and audit.",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-    rich_markup_mode="markdown")
+    **HELP_STYLE)
 constitution_app = sub_app(app, "constitution", "Validate, show, hash and diff constitution files.")
 train_app = sub_app(app, "train", "Train with TRL: sft, pm (preference model), dpo, rloo (RL "
                     "against the preference model).")
@@ -314,7 +314,7 @@ def eval_refusals(model, prompts, limit, out_dir, config, harmful: Optional[str]
         "bundled:redteam", help="Harmful prompts, for the evasive-refusal rate ('' to skip).")
         ) -> None:
     """False-refusal rate on benign look-alikes and evasive-refusal rate on harmful prompts
-    (``--limit``: at most N prompts from each set)."""
+    (--limit: at most N prompts from each set)."""
     h = resolve_prompts(harmful, None, limit) if harmful else []
     m = _evaluate({"model": model}, h, prompts, [], out_dir, config.only("refusals"), model)
     render.refusals(m["per_model"]["model"], bool(h), out_dir)

@@ -17,14 +17,36 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import click
 import typer
 from pydantic import ValidationError
+from typer.core import TyperGroup
 
 from ..config import StageConfig
 from ..constitution import load
 from ..errors import CaiError
 
 C = TypeVar("C", bound=StageConfig)
+
+
+class Group(TyperGroup):
+    """A command group whose list gives each command's first paragraph whole, wrapped
+    (Click's plain layout cuts it to what fits one line, ending "...")."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, " ".join(inspect.cleandoc(cmd.help or "").split("\n\n")[0].split()))
+                for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+# Help pages in Click's plain layout, up to 120 columns wide. Rich's table cut option names
+# short ("--few-shot-exa…") in a terminal 80 columns wide; this layout wraps the help text
+# and keeps every name whole.
+HELP_STYLE: dict[str, Any] = {"rich_markup_mode": None, "cls": Group,
+                              "context_settings": {"max_content_width": 120}}
 Decorator = Callable[[Callable], Callable]
 SHORT = {"data": "-d"}  # a config field's one-letter flag
 
@@ -237,7 +259,7 @@ def command(app: typer.Typer, name: str | None = None, config: type[C] | None = 
 
 def sub_app(app: typer.Typer, name: str, help: str) -> typer.Typer:
     """A command group (``cai eval …``) added to ``app``."""
-    sub = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode="markdown")
+    sub = typer.Typer(help=help, no_args_is_help=True, **HELP_STYLE)
     app.add_typer(sub, name=name)
     return sub
 
