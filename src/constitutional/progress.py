@@ -51,10 +51,6 @@ def quiet_libraries(verbose: bool = False) -> None:
     # ... and a deprecation inside vLLM, in its worker process (which our filters miss).
     os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning:vllm.triton_utils.dispatcher")
     os.environ.setdefault("TORCH_LOGS", "-torch._library.triton")  # "Triton not available"
-    # TRL checks the vLLM it finds against its own range on import; our RLOO generates
-    # without TRL's vLLM path, so a newer vLLM (ours, for the engine) is not its concern.
-    warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions",
-                            category=UserWarning)
     for module in ("transformers", "trl", "peft", "accelerate", "datasets", "torch", "vllm"):
         warnings.filterwarnings("ignore", category=FutureWarning, module=rf"{module}(\.|$)")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=rf"{module}(\.|$)")

@@ -32,6 +32,7 @@ import random
 import re
 import statistics
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -412,7 +413,11 @@ def train_rl(prompts: list[list[dict[str, str]]], out: str | Path, model: str | 
     max_completion_length = c.max_completion_length
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
-    from trl import RLOOConfig, RLOOTrainer
+
+    with warnings.catch_warnings():  # TRL checks the vLLM it finds against its own range;
+        # this RLOO generates without TRL's vLLM path, so a newer vLLM is not its concern
+        warnings.filterwarnings("ignore", "TRL currently supports vLLM", UserWarning)
+        from trl import RLOOConfig, RLOOTrainer
 
     out = Path(out)
     if not prompts:
