@@ -168,11 +168,25 @@ def test_leave_one_style_out(data):
         assert got >= floor, (style, got)
 
 
+# How far a refit may stand from the shipped weights. The embedding runs in bf16, which
+# rounds differently from one CPU to another: refitted on a CPU with AMX, the weights moved
+# by up to 0.0032 from those fitted on another machine, while a fit that takes in the
+# held-back rows moves most of them by more than 0.005 and some by 0.15 to 0.27.
+REFIT = 1e-2
+
+
+def _far(shipped, fitted):
+    return sum(abs(a - b) > REFIT for a, b in zip(shipped, fitted, strict=True))
+
+
 def test_the_shipped_weights_are_the_fit_on_everything_but_the_held_back_rows(data):
     model = fit_rows(*_select(data, lambda r: not is_held_back(r)))
+    leaky = fit_rows(*_select(data, lambda r: True))
     shipped = refusal._model()
     for part in ("refusal", "partial", "explained"):
-        assert shipped[part]["weights"] == pytest.approx(model[part]["weights"], abs=2e-3)
+        assert shipped[part]["weights"] == pytest.approx(model[part]["weights"], abs=REFIT)
+        # ... and the tolerance tells: the fit with the held-back rows stands far off
+        assert _far(shipped[part]["weights"], leaky[part]["weights"]) > 50, part
     # numbers, not text from the data sets
     blob = json.dumps(shipped)
     assert not any(r["response"][:40] in blob for r in data[0] if len(r["response"]) > 40)
@@ -260,4 +274,9 @@ def test_the_shipped_request_head_is_the_fit_on_our_prompt_sets_less_the_held_pr
     head = refusal.fit_request_head(sets["redteam"], sets["helpful"] + sets["borderline"])
     shipped = refusal._request_head()
     assert shipped["fitted_on"] == {k: len(v) for k, v in sets.items()}
-    assert shipped["weights"] == pytest.approx(head["weights"], abs=2e-3)
+    assert shipped["weights"] == pytest.approx(head["weights"], abs=REFIT)
+    everything = {name: [p.text for p in load_prompts(packaged(f"{name}_prompts.jsonl"))]
+                  for name in ("redteam", "helpful", "borderline")}
+    leaky = refusal.fit_request_head(everything["redteam"],
+                                     everything["helpful"] + everything["borderline"])
+    assert _far(shipped["weights"], leaky["weights"]) > 50  # the held prompts would show
