@@ -42,7 +42,7 @@ def test_pm_and_dpo_follow_a_judge_that_prefers_shorter_answers(tmp_path):
     from constitutional.train.pm import train_pm
 
     tokens = 48
-    train, heldout = _prompts(40, 32)
+    train, heldout = _prompts(64, 64)
     generate(load_backend("smollm2", batch_size=64), train, tmp_path / "pairs",
              PairsConfig(max_new_tokens=tokens), batch_size=64, stage_name="pairs")
     pairs = pairs_from_generations(read_jsonl(tmp_path / "pairs" / "pairs.jsonl"))
@@ -57,7 +57,7 @@ def test_pm_and_dpo_follow_a_judge_that_prefers_shorter_answers(tmp_path):
     assert shorter >= 0.95 * len(rows)
 
     train_pm(labels, tmp_path / "pm", "smollm2",
-             PMTrainConfig(learning_rate=1e-4, epochs=3, batch_size=8))
+             PMTrainConfig(learning_rate=1e-4, epochs=2, batch_size=8))
     pm = PreferenceModel.load(tmp_path / "pm")
     decided = [r for r in rows if r["p_chosen"] > 0.6]
     chosen = pm.rewards([r["prompt"] for r in decided], [r["chosen"] for r in decided])
