@@ -269,14 +269,16 @@ def test_the_shipped_request_head_is_the_fit_on_our_prompt_sets_less_the_held_pr
 
     rows, _ = data
     held = {r["prompt"] for r in rows if is_held_back(r)}
-    sets = {name: [p.text for p in load_prompts(packaged(f"{name}_prompts.jsonl")) if p.text not in held]
-            for name in ("redteam", "helpful", "borderline")}
-    head = refusal.fit_request_head(sets["redteam"], sets["helpful"] + sets["borderline"])
+
+    def fitted(leave_out):
+        sets = {name: [p.text for p in load_prompts(packaged(f"{name}_prompts.jsonl"))
+                       if p.text not in leave_out] for name in ("redteam", "helpful", "borderline")}
+        head = refusal.fit_request_head(sets["redteam"], sets["helpful"] + sets["borderline"])
+        return head, {k: len(v) for k, v in sets.items()}
+
+    head, sizes = fitted(held)
     shipped = refusal._request_head()
-    assert shipped["fitted_on"] == {k: len(v) for k, v in sets.items()}
+    assert shipped["fitted_on"] == sizes
     assert shipped["weights"] == pytest.approx(head["weights"], abs=REFIT)
-    everything = {name: [p.text for p in load_prompts(packaged(f"{name}_prompts.jsonl"))]
-                  for name in ("redteam", "helpful", "borderline")}
-    leaky = refusal.fit_request_head(everything["redteam"],
-                                     everything["helpful"] + everything["borderline"])
+    leaky, _ = fitted(set())
     assert _far(shipped["weights"], leaky["weights"]) > 50  # the held prompts would show
