@@ -37,14 +37,18 @@ def _ask(text, **sampling):
 
 def _from_empty_cache(engine, requests):
     assert engine.llm.reset_prefix_cache()  # False if a request were still running
-    return [g.texts for g in engine.generate(requests)]
+    return engine.generate(requests)
+
+
+def _texts(generations):
+    return [g.texts for g in generations]
 
 
 def test_generation_greedy_sampled_stopped_and_truncated(engine):
     greedy = [_ask(f"Name one use of a {thing}.", max_new_tokens=24, temperature=0)
               for thing in ("hammer", "kettle", "ladder")]
-    first = engine.generate(greedy)
-    assert [g.texts for g in first] == _from_empty_cache(engine, greedy)
+    first = _from_empty_cache(engine, greedy)
+    assert _texts(first) == _texts(_from_empty_cache(engine, greedy))
     assert all(g.texts[0].strip() and 0 < g.tokens[0] <= 24 for g in first)
     assert all(g.prompt_tokens > 10 and g.warnings == [] for g in first)
 
@@ -67,12 +71,12 @@ def test_generation_greedy_sampled_stopped_and_truncated(engine):
 
     # More seeded prompt tokens than one engine step takes (vLLM 0.32 on CPU failed such a
     # batch when it split a prompt over two steps): every sample repeats on a rerun from the
-    # same cache state. With the first call's blocks cached, a CI machine with AMX drew
-    # another sample for one prompt of 24 on the rerun, so the cache is emptied before each.
+    # same cache state. With the first call's blocks cached, one CI run drew another sample
+    # for one prompt of 24 on the rerun, so the cache is emptied before each call.
     story = "Tell me a long story about rivers and mountains. " * 30
     many = [_ask(story + str(i), max_new_tokens=8, temperature=0.7, top_p=0.95, seed=i)
             for i in range(24)]
-    assert _from_empty_cache(engine, many) == _from_empty_cache(engine, many)
+    assert _texts(_from_empty_cache(engine, many)) == _texts(_from_empty_cache(engine, many))
 
     long = engine.generate([_ask("word " * 9000, max_new_tokens=8, temperature=0)])[0]
     assert long.warnings and "truncated to its last" in long.warnings[0]
